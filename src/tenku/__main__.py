@@ -1,0 +1,7 @@
+"""``python -m tenku`` runs the ``tenku`` command."""
+
+import sys
+
+from tenku.cli import main
+
+sys.exit(main())

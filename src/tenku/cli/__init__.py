@@ -1,0 +1,53 @@
+"""The ``tenku`` command: parse arguments, build a request, call the library.
+
+Each subcommand lives in its own module with an ``add_parser(subparsers)`` function that
+registers it and sets ``func`` to the function that runs it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from tenku import __version__
+from tenku.cli import world
+
+DESCRIPTION = """\
+tenku: an open, self-hostable video generator in the manner of Sora, with a sandbox
+world whose ground truth is known, so every model can be measured.
+
+Run `tenku COMMAND --help` for the options of each command."""
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Shows defaults and keeps the line breaks of descriptions and epilogs."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tenku", description=DESCRIPTION, formatter_class=HelpFormatter
+    )
+    parser.add_argument("--version", action="version", version=f"tenku {__version__}")
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
+    world.add_parser(commands, HelpFormatter)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``tenku`` console script; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        args.func(args)
+    except (ValueError, FileNotFoundError) as e:  # bad input: one clear line, no traceback
+        print(f"tenku: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("tenku: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The sandbox world: scene specs, renderer, sampler, captions and datasets."""
