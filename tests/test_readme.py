@@ -1,0 +1,96 @@
+"""Every command shown in the README runs.
+
+The first bash block (set up + main job) runs verbatim in a fresh copy of the repository,
+with a new virtual environment. The second (set up + tests) is what `.ci/run` runs, so CI
+runs it; here we check `.ci/run` picks exactly that block. The remaining bash and python
+blocks run in order, with this environment's `tenku` and `python`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tenku.io import read_video
+
+ROOT = Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text()
+BASH = re.findall(r"```bash\n(.*?)```", README, re.S)
+PYTHON = re.findall(r"```python\n(.*?)```", README, re.S)
+
+
+def repo_copy(dest: Path) -> Path:
+    """Copy the files git knows (tracked or not ignored) into ``dest``, as a clone would."""
+    if not (ROOT / ".git").exists():
+        pytest.skip("not a git checkout")
+    listed = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.split("\0")
+    for name in filter(None, listed):
+        src = ROOT / name
+        if src.is_file():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / name)
+    return dest
+
+
+def test_readme_starts_with_the_two_commands():
+    head = README.split("```")[0:4]
+    assert "main job" in head[0] and "test suite" in head[2]
+    assert BASH[0].count("\n") == 1 and BASH[1].count("\n") == 1  # one command each
+    assert "pip install torch==2.13.0" in BASH[0] and "pip install torch==2.13.0" in BASH[1]
+    assert "pytest" in BASH[1]
+
+
+def test_ci_runs_the_readme_test_command():
+    script = (ROOT / ".ci" / "run").read_text()
+    picked = re.findall(r"blocks\[(\d)\]", script)
+    assert picked == ["1"]  # the second bash block, which is the test command
+    assert os.access(ROOT / ".ci" / "run", os.X_OK)
+
+
+@pytest.mark.slow
+def test_readme_main_command_in_a_fresh_copy(tmp_path):
+    repo = repo_copy(tmp_path / "repo")
+    env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH")}
+    subprocess.run(["bash", "-euo", "pipefail", "-c", BASH[0]], cwd=repo, env=env, check=True)
+    videos = sorted((repo / "samples").glob("*.mp4"))
+    assert len(videos) == 8 and len(list((repo / "samples").glob("*.json"))) == 8
+    assert read_video(videos[0]).frames.shape == (17, 128, 128, 3)
+
+
+def test_readme_examples(tmp_path):
+    bin_dir = Path(sys.executable).parent
+    (tmp_path / "bench").symlink_to(ROOT / "bench")
+    (tmp_path / ".venv").symlink_to(sys.prefix)  # the README's `.venv/bin/...` paths
+    subprocess.run(  # the main job's output, which the examples build on
+        [bin_dir / "tenku", "world", "sample", "-n", "8", "--out", "samples", "-q"],
+        cwd=tmp_path,
+        check=True,
+    )
+    for block in BASH[2:]:
+        for line in block.strip().splitlines():
+            subprocess.run(["bash", "-euo", "pipefail", "-c", line], cwd=tmp_path, check=True)
+    assert len(list((tmp_path / "samples" / "wide").glob("*.mp4"))) == 4
+    assert read_video(tmp_path / "samples" / "tall" / "sample_0000.gif").fps == pytest.approx(
+        24, rel=0.01
+    )
+    assert (tmp_path / "samples" / "again.mp4").exists()
+    assert (tmp_path / "data" / "tiny" / "index.json").exists()
+    cwd = Path.cwd()
+    try:
+        os.chdir(tmp_path)
+        for block in PYTHON:
+            exec(compile(block, "README.md", "exec"), {})
+    finally:
+        os.chdir(cwd)
