@@ -10,6 +10,7 @@ training, so a benchmark can ask in words the model never saw).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -161,38 +162,61 @@ def _clauses(parts: list[str], ch: _Choices) -> str:
     return ", ".join(parts[:-1]) + ", and " + parts[-1]
 
 
-def caption(spec: SceneSpec, rng: np.random.Generator | None = None, split: str = "train") -> str:
-    """One caption true of ``spec``'s video. ``rng=None`` gives the canonical caption
-    (first template and first synonyms, size always stated), for reproducible prompts."""
+@dataclass(frozen=True)
+class Caption:
+    """A caption and which optional facts it states (every fact it states is true)."""
+
+    text: str
+    sizes: tuple[bool, ...]  # per object: its size word is stated
+    layouts: tuple[str | None, ...]  # per object: the layout word stated (left/right/top/bottom)
+    behind: tuple[bool, ...]  # per object: "passes behind the pillar" is stated
+    relation: tuple[int, str, int] | None  # (a, "left" | "right", b): "a is <side> of b"
+
+
+def describe(
+    spec: SceneSpec, rng: np.random.Generator | None = None, split: str = "train"
+) -> Caption:
+    """A caption true of ``spec``'s video, with the optional facts it states.
+
+    ``rng=None`` gives the canonical caption (first template and first synonyms, size
+    and, where two objects stand apart, a left/right relation always stated), for
+    reproducible prompts. Colour, shape, motion, background and pillar are always stated.
+    """
     if split not in TEMPLATES:
         raise ValueError(f"split: {split!r} is not one of {sorted(TEMPLATES)}")
     ch = _Choices(rng)
+    n = len(spec.objects)
     aspect = spec.width / spec.height
     pillar = ch.pick(PILLAR_NOUNS)
     behind = (
         [passes_behind_pillar(t, aspect) for t in scene_tracks(spec)]
         if spec.pillar
-        else [False] * len(spec.objects)
+        else [False] * n
     )
     names: list[str] = []  # "red ball": the short name of each object, for relations
+    sizes: list[bool] = []
+    layouts: list[str | None] = []
     if spec.counting:
         obj = spec.objects[0]
-        noun = ch.pick(SHAPE_NOUNS[obj.shape])[1 if len(spec.objects) > 1 else 0]
-        size = ch.pick(SIZE_WORDS[obj.size]) + " " if ch.maybe(0.6, True) else ""
-        count = COUNT_WORDS[len(spec.objects)]
-        verb = ch.pick(MOTION_VERBS[obj.motion])[1 if len(spec.objects) > 1 else 0]
-        objects = f"{count} {size}{ch.pick(COLOUR_WORDS[obj.colour])} {noun} {verb}"
+        noun = ch.pick(SHAPE_NOUNS[obj.shape])[1 if n > 1 else 0]
+        sizes = [ch.maybe(0.6, True)] * n
+        size = ch.pick(SIZE_WORDS[obj.size]) + " " if sizes[0] else ""
+        verb = ch.pick(MOTION_VERBS[obj.motion])[1 if n > 1 else 0]
+        objects = f"{COUNT_WORDS[n]} {size}{ch.pick(COLOUR_WORDS[obj.colour])} {noun} {verb}"
+        layouts = [None] * n
     else:
         parts = []
         for obj, passes in zip(spec.objects, behind, strict=True):
             colour = ch.pick(COLOUR_WORDS[obj.colour])
             noun = ch.pick(SHAPE_NOUNS[obj.shape])[0]
             names.append(f"{colour} {noun}")
-            size = ch.pick(SIZE_WORDS[obj.size]) + " " if ch.maybe(0.6, True) else ""
+            sizes.append(ch.maybe(0.6, True))
+            size = ch.pick(SIZE_WORDS[obj.size]) + " " if sizes[-1] else ""
             phrase = _article(f"{size}{colour} {noun}")
             where = _layout(obj)
-            if where and ch.maybe(0.3, False):
-                phrase += " " + ch.pick(LAYOUT_PHRASES[ch.pick(where)])
+            layouts.append(ch.pick(where) if where and ch.maybe(0.3, False) else None)
+            if layouts[-1]:
+                phrase += " " + ch.pick(LAYOUT_PHRASES[layouts[-1]])
             verb = ch.pick(MOTION_VERBS[obj.motion])[0]
             if passes:
                 verb += ch.pick(PASSING).format(p=pillar)
@@ -200,21 +224,27 @@ def caption(spec: SceneSpec, rng: np.random.Generator | None = None, split: str 
         objects = _clauses(parts, ch)
     bg = ch.pick(BACKGROUND_PHRASES[spec.background])
     text = ch.pick(TEMPLATES[split]).format(objects=objects, bg=bg, Bg=bg[0].upper() + bg[1:])
-    text = text[0].upper() + text[1:]
-    extra = []
+    sentences = [text[0].upper() + text[1:]]
     if spec.pillar:
-        extra.append(ch.pick(PILLAR_SENTENCES).format(p=pillar))
+        sentences.append(ch.pick(PILLAR_SENTENCES).format(p=pillar))
     pairs = [
         (i, j)
         for i in range(len(names))
         for j in range(len(names))
-        if spec.objects[j].x - spec.objects[i].x >= RELATION_MIN_DX
+        if i != j and abs(spec.objects[j].x - spec.objects[i].x) >= RELATION_MIN_DX
     ]
+    relation = None
     if pairs and ch.maybe(0.5, True):
-        i, j = ch.pick(pairs)
-        side, a, b = ("left", i, j) if ch.maybe(0.5, True) else ("right", j, i)
-        extra.append(ch.pick(RELATION_SENTENCES[side]).format(a=names[a], b=names[b]))
-    return " ".join([text, *extra])
+        i, j = ch.pick(pairs)  # canonical: the first object, against the next one apart
+        relation = (i, "left" if spec.objects[i].x < spec.objects[j].x else "right", j)
+        sentence = ch.pick(RELATION_SENTENCES[relation[1]])
+        sentences.append(sentence.format(a=names[i], b=names[j]))
+    return Caption(" ".join(sentences), tuple(sizes), tuple(layouts), tuple(behind), relation)
+
+
+def caption(spec: SceneSpec, rng: np.random.Generator | None = None, split: str = "train") -> str:
+    """One caption true of ``spec``'s video (see :func:`describe`)."""
+    return describe(spec, rng, split).text
 
 
 def captions(spec: SceneSpec, rng: np.random.Generator, n: int, split: str = "train") -> list[str]:

@@ -8,6 +8,7 @@ frames window by window; the pillar is drawn last, in front of everything.
 from __future__ import annotations
 
 import math
+from collections.abc import Collection
 
 import numpy as np
 
@@ -88,11 +89,15 @@ def _blend(region: np.ndarray, alpha: np.ndarray, rgb: tuple[int, int, int]) -> 
     return np.rint(under + alpha * (np.asarray(rgb, np.float32) - under)).astype(np.uint8)
 
 
-def _layers(spec: SceneSpec, with_masks: bool) -> tuple[np.ndarray, np.ndarray | None]:
+def _layers(
+    spec: SceneSpec, with_masks: bool, hide: Collection[int] = ()
+) -> tuple[np.ndarray, np.ndarray | None]:
     T, H, W = spec.frames, spec.height, spec.width
     frames = _background(spec)
     masks = np.zeros((len(spec.objects), T, H, W), np.float32) if with_masks else None
     for i, (obj, track) in enumerate(zip(spec.objects, scene_tracks(spec), strict=True)):
+        if i in hide:
+            continue
         alpha, y0, x0 = _patch(obj.shape, track, W, H)
         py, px = alpha.shape[1:]
         rgb = COLOURS[obj.colour]
@@ -113,9 +118,12 @@ def _layers(spec: SceneSpec, with_masks: bool) -> tuple[np.ndarray, np.ndarray |
     return frames, masks
 
 
-def render(spec: SceneSpec) -> np.ndarray:
-    """Render ``spec`` to frames of shape (T, H, W, 3), uint8 RGB."""
-    return _layers(spec, with_masks=False)[0]
+def render(spec: SceneSpec, *, hide: Collection[int] = ()) -> np.ndarray:
+    """Render ``spec`` to frames of shape (T, H, W, 3), uint8 RGB.
+
+    ``hide`` lists indices of objects left out (to build counterfactual videos).
+    """
+    return _layers(spec, with_masks=False, hide=hide)[0]
 
 
 def render_with_masks(spec: SceneSpec) -> tuple[np.ndarray, np.ndarray]:
