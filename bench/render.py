@@ -11,14 +11,18 @@ sampling + rendering together (what a data loader pays per clip).
 from __future__ import annotations
 
 import argparse
+import functools
+import itertools
 import os
 import time
+from collections.abc import Iterator
 
 import numpy as np
 from tqdm import tqdm
 
 from tenku.world.render import render
 from tenku.world.sample import SamplerConfig, sample_scene
+from tenku.world.spec import SceneSpec
 
 TARGET_128 = 2000  # frames/s at 128x128 on one core (issue 2)
 
@@ -34,6 +38,14 @@ def throughput(fn, frames_per_call: int, seconds: float, desc: str) -> float:
     return done / elapsed
 
 
+def _render_next(specs: Iterator[SceneSpec]) -> None:
+    render(next(specs))
+
+
+def _sample_and_render(rng: np.random.Generator, cfg: SamplerConfig) -> None:
+    render(sample_scene(rng, cfg))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=3.0, help="time per measurement")
@@ -45,20 +57,17 @@ def main() -> None:
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else "?"
-    print(f"renderer throughput, {args.frames}-frame clips, {cores} core(s), numpy {np.__version__}")
+    print(f"renderer, {args.frames}-frame clips, {cores} core(s), numpy {np.__version__}")
     print(f"{'size':>9} {'render fps':>12} {'sample+render fps':>18} {'ms/clip':>8}")
     results = {}
     for side in args.sizes:
         cfg = SamplerConfig(width=side, height=side, frames=args.frames)
         rng = np.random.default_rng(0)
         specs = [sample_scene(rng, cfg) for _ in range(args.scenes)]
-        i = iter(range(10**12))
-        fps = throughput(
-            lambda: render(specs[next(i) % len(specs)]), args.frames, args.seconds, f"{side}px"
-        )
-        both = throughput(
-            lambda: render(sample_scene(rng, cfg)), args.frames, args.seconds, f"{side}px+sample"
-        )
+        replay = functools.partial(_render_next, itertools.cycle(specs))
+        fresh = functools.partial(_sample_and_render, rng, cfg)
+        fps = throughput(replay, args.frames, args.seconds, f"{side}px")
+        both = throughput(fresh, args.frames, args.seconds, f"{side}px+sample")
         results[side] = fps
         print(f"{side:>4}x{side:<4} {fps:>12,.0f} {both:>18,.0f} {1e3 * args.frames / fps:>8.2f}")
     if 128 in results:

@@ -8,6 +8,7 @@ blocks run in order, with this environment's `tenku` and `python`.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -87,6 +88,9 @@ def test_readme_examples(tmp_path):
     )
     assert (tmp_path / "samples" / "again.mp4").exists()
     assert (tmp_path / "data" / "tiny" / "index.json").exists()
+    assert (tmp_path / "report" / "gt" / "64x64" / "contact_sheet.png").exists()
+    mirrored = json.loads((tmp_path / "report" / "mirror" / "64x64" / "results.json").read_text())
+    assert mirrored["summary"]["overall"]["mirror_confusion"] >= 0.9
     cwd = Path.cwd()
     try:
         os.chdir(tmp_path)

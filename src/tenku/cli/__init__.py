@@ -11,6 +11,7 @@ import sys
 from collections.abc import Sequence
 
 from tenku import __version__
+from tenku.cli import eval as eval_cmd
 from tenku.cli import world
 
 DESCRIPTION = """\
@@ -31,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"tenku {__version__}")
     commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
     world.add_parser(commands, HelpFormatter)
+    eval_cmd.add_parser(commands, HelpFormatter)
     return parser
 
 

@@ -55,7 +55,8 @@ class SamplerConfig:
     cross_prob: float = 0.8  # in pillar scenes: chance the first object passes behind it
     large_prob: float = 0.5  # chance an object is large rather than small
     night_stars: tuple[int, int] = (0, 12)  # star count range on night backgrounds, inclusive
-    gap: float = 0.02  # minimum distance between object boxes, canvas fraction
+    gap: float = 0.05  # minimum distance between object boxes, canvas fraction
+    clearance: float = 0.04  # a pillar crosser starts and ends this far clear of the pillar
     exclude_holdout: bool = True  # never draw a combination listed in holdout.json
 
     def __post_init__(self) -> None:
@@ -96,12 +97,14 @@ def _apart(a: np.ndarray, b: np.ndarray, gap: float) -> bool:
 
 
 def _crossing_x(obj: ObjectSpec, cfg: SamplerConfig) -> tuple[float, float]:
-    """The start-x interval from which a left/right mover passes wholly behind the pillar."""
+    """The start-x interval from which a left/right mover passes wholly behind the pillar,
+    starting and ending at least ``cfg.clearance`` clear of it."""
     half_w = obj.height / 2 / (cfg.width / cfg.height)
+    clear = half_w + cfg.clearance
     travel = obj.speed * native_times(cfg.frames, cfg.fps)[-1] / MOTION_SPAN_FRAMES
     left, right = pillar_span()
-    lo = max(right + half_w - travel, half_w)  # for a mover to the right; mirrored for left
-    hi = min(left - half_w, 1 - half_w - travel)
+    lo = max(right + clear - travel, half_w)  # for a mover to the right; mirrored for left
+    hi = min(left - clear, 1 - half_w - travel)
     return (lo, hi) if obj.motion == "right" else (1.0 - hi, 1.0 - lo)
 
 
@@ -136,7 +139,8 @@ def sample_object(
     shape = shape or _pick(rng, cfg.shapes)
     size = size or ("large" if rng.random() < cfg.large_prob else "small")
     if motion is None:
-        motion = _pick(rng, {"left": 1.0, "right": 1.0} if cross_pillar else cfg.motions)
+        sideways = {k: w for k, w in cfg.motions.items() if k in ("left", "right")}
+        motion = _pick(rng, sideways if cross_pillar else cfg.motions)
     if cfg.exclude_holdout and not HOLDOUT.allows(colour, shape, motion):
         return None
     aspect = cfg.width / cfg.height
@@ -187,7 +191,8 @@ def _scene_objects(
         wanted = colours
     placed: list[tuple[ObjectSpec, np.ndarray]] = []
     for i, want in enumerate(wanted):
-        cross = pillar and i == 0 and rng.random() < cfg.cross_prob
+        sideways = cfg.motions.get("left", 0) > 0 or cfg.motions.get("right", 0) > 0
+        cross = pillar and i == 0 and sideways and rng.random() < cfg.cross_prob
         for _ in range(_TRIES):
             if isinstance(want, ObjectSpec):  # counting: same attributes, new place
                 got = sample_object(
