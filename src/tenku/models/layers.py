@@ -18,17 +18,24 @@ from torch import Tensor, nn
 
 
 class RMSNorm(nn.Module):
-    """Root-mean-square norm over the last axis with a learned scale (used for QK-norm)."""
+    """Root-mean-square norm over one axis with a learned scale, computed in float32.
 
-    def __init__(self, dim: int, eps: float = 1e-6):
+    The last axis by default (QK-norm over head dims); ``axis=1`` normalises the channels of
+    a video ``(B, C, T, H, W)`` at each position on its own (the VAE).
+    """
+
+    def __init__(self, dim: int, eps: float = 1e-6, axis: int = -1):
         super().__init__()
         self.eps = eps
+        self.axis = axis
         self.scale = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: Tensor) -> Tensor:
         x32 = x.float()
-        rrms = torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
-        return (x32 * rrms * self.scale.float()).to(x.dtype)
+        rrms = torch.rsqrt(x32.pow(2).mean(self.axis, keepdim=True) + self.eps)
+        shape = [1] * x.ndim
+        shape[self.axis] = -1  # the scale broadcasts along the normalised axis
+        return (x32 * rrms * self.scale.float().view(shape)).to(x.dtype)
 
 
 def timestep_embedding(t: Tensor, dim: int, max_period: float = 10000.0, factor: float = 1000.0):

@@ -24,6 +24,7 @@ from einops import rearrange
 from torch import Tensor, nn
 
 from tenku.models.checkpoint import load_config, load_weights, save_pretrained
+from tenku.models.layers import RMSNorm
 
 CausalCache = dict[str, Tensor]
 """The last input frames of each causal conv (by module name), carried between chunks."""
@@ -164,29 +165,14 @@ def _native_bf16_conv() -> bool:
         return True
 
 
-class ChannelRMSNorm(nn.Module):
-    """RMSNorm over the channels of ``(B, C, T, H, W)``, at each position on its own."""
-
-    def __init__(self, channels: int, eps: float = 1e-6):
-        super().__init__()
-        self.eps = eps
-        self.weight = nn.Parameter(torch.ones(channels))
-
-    def forward(self, x: Tensor) -> Tensor:
-        # x (B, C, T, H, W); statistics (B, 1, T, H, W) in float32; weight (C,) -> (C, 1, 1, 1)
-        xf = x.float()
-        inv = torch.rsqrt((xf * xf).sum(dim=1, keepdim=True).mul_(1.0 / x.shape[1]).add_(self.eps))
-        return x * inv.to(x.dtype) * self.weight.to(x.dtype)[:, None, None, None]
-
-
 class ResBlock(nn.Module):
     """x + conv(silu(norm(conv(silu(norm(x)))))), channels kept."""
 
     def __init__(self, channels: int):
         super().__init__()
-        self.norm1 = ChannelRMSNorm(channels)
+        self.norm1 = RMSNorm(channels, axis=1)
         self.conv1 = CausalConv3d(channels, channels)
-        self.norm2 = ChannelRMSNorm(channels)
+        self.norm2 = RMSNorm(channels, axis=1)
         self.conv2 = CausalConv3d(channels, channels)
 
     def forward(self, x: Tensor, cache: CausalCache | None = None) -> Tensor:
@@ -253,7 +239,7 @@ class Encoder(nn.Module):
             for i in range(n)
         )
         self.mid = ResBlock(ch[-1])
-        self.norm_out = ChannelRMSNorm(ch[-1])
+        self.norm_out = RMSNorm(ch[-1], axis=1)
         self.conv_out = CausalConv3d(ch[-1], 2 * cfg.latent_channels)
 
     def forward(self, x: Tensor, cache: CausalCache | None = None) -> Tensor:
@@ -282,7 +268,7 @@ class Decoder(nn.Module):
             )
             for i in reversed(range(n))
         )
-        self.norm_out = ChannelRMSNorm(ch[0])
+        self.norm_out = RMSNorm(ch[0], axis=1)
         self.conv_out = CausalConv3d(ch[0], cfg.in_channels)
 
     def forward(self, z: Tensor, cache: CausalCache | None = None) -> Tensor:
@@ -360,8 +346,8 @@ class VideoVAE(nn.Module):
                 bound = module.weight[0].numel() ** -0.5  # 1 / sqrt(fan_in)
                 nn.init.normal_(module.weight, std=bound)
                 nn.init.uniform_(module.bias, -bound, bound)
-            elif isinstance(module, ChannelRMSNorm):
-                nn.init.ones_(module.weight)
+            elif isinstance(module, RMSNorm):
+                nn.init.ones_(module.scale)
         for module in self.modules():
             if isinstance(module, ResBlock):
                 nn.init.zeros_(module.conv2.weight)
