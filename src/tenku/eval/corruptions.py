@@ -11,7 +11,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from tenku.world.motion import passes_behind_pillar, pillar_span, scene_tracks
+from tenku.world.motion import hidden_by_pillar, passes_behind_pillar, scene_tracks
 from tenku.world.render import render
 from tenku.world.rules import COLOURS
 from tenku.world.spec import SceneSpec
@@ -50,11 +50,9 @@ def delete_behind_pillar(
     if not crossing:
         return frames
     without = render(spec, hide=crossing)
-    left, right = pillar_span()
     out = frames.copy()
     for i in crossing:
-        box = tracks[i].bbox(aspect)
-        hidden = np.flatnonzero((box[:, 0] >= left) & (box[:, 2] <= right))
+        hidden = np.flatnonzero(hidden_by_pillar(tracks[i].bbox(aspect)))
         start = hidden[0] if len(hidden) else int(np.argmin(np.abs(tracks[i].x - 0.5)))
         out[start:] = without[start:]
     return out

@@ -17,7 +17,13 @@ import numpy as np
 from tenku.eval.perception import Perception
 from tenku.eval.tracking import ObjectTrack
 from tenku.world.captions import Caption
-from tenku.world.motion import native_times, object_track, passes_behind_pillar, pillar_span
+from tenku.world.motion import (
+    hidden_by_pillar,
+    native_times,
+    object_track,
+    passes_behind_pillar,
+    pillar_span,
+)
 from tenku.world.rules import GRAVITY, MOTION_SPAN_FRAMES, RESTITUTION, SIZES, SPEED_RANGE
 from tenku.world.spec import ObjectSpec, SceneSpec
 
@@ -399,9 +405,7 @@ def _gt_visible(obj: ObjectSpec, spec: SceneSpec, p: Perception) -> float:
     if not spec.pillar:
         return 1.0
     box = object_track(obj, len(p.frames), p.fps).bbox(p.width / p.height)
-    left, right = pillar_span()
-    hidden = (box[:, 0] >= left) & (box[:, 2] <= right)
-    return float(1 - hidden.mean())
+    return float(1 - hidden_by_pillar(box).mean())
 
 
 def _physics_ok(obj: ObjectSpec, track: ObjectTrack, p: Perception, log: dict) -> bool:

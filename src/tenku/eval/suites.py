@@ -27,7 +27,7 @@ import numpy as np
 from tenku.world.captions import Caption, describe
 from tenku.world.rules import BACKGROUNDS, HOLDOUT
 from tenku.world.sample import SamplerConfig, sample_object, sample_scene
-from tenku.world.spec import ObjectSpec, SceneSpec
+from tenku.world.spec import SceneSpec
 
 SPLITS = (
     "in_distribution",
@@ -153,8 +153,3 @@ def build_suite(
                 items.append(SuiteItem(f"{split}-{k:04d}", split, cap.text, spec, cap, item_seed))
             k += 1
     return items
-
-
-def is_heldout(obj: ObjectSpec) -> bool:
-    """True when ``obj`` is a combination never shown in training."""
-    return not HOLDOUT.allows(obj.colour, obj.shape, obj.motion)

@@ -115,6 +115,12 @@ def pillar_span() -> tuple[float, float]:
     return PILLAR_CENTRE_X - PILLAR_WIDTH / 2, PILLAR_CENTRE_X + PILLAR_WIDTH / 2
 
 
+def hidden_by_pillar(box: np.ndarray) -> np.ndarray:
+    """(T,) True where boxes (T, 4) ``(left, top, right, bottom)`` lie wholly behind the pillar."""
+    left, right = pillar_span()
+    return (box[:, 0] >= left) & (box[:, 2] <= right)
+
+
 def passes_behind_pillar(track: Track, aspect: float) -> bool:
     """True when the object starts wholly on one side of the pillar and ends wholly on the other."""
     left, right = pillar_span()

@@ -66,13 +66,3 @@ TRANSLATIONS: dict[str, tuple[float, float]] = {  # unit direction (dx, dy), vie
 }
 SPEED_RANGE = (0.4, 1.0)  # canvas fraction crossed per MOTION_SPAN_FRAMES (left/right/up/down)
 SCALE_RANGE = (1.5, 2.0)  # grow/shrink factor over MOTION_SPAN_FRAMES
-
-
-def world_json() -> dict[str, Any]:
-    """The packaged ``world.json`` as a dict (a fresh copy)."""
-    return _load("world.json")
-
-
-def holdout_json() -> dict[str, Any]:
-    """The packaged ``holdout.json`` as a dict (a fresh copy)."""
-    return _load("holdout.json")
