@@ -154,9 +154,8 @@ def _write_shard(preset: DatasetPreset, k: int, out: Path) -> dict[str, Any]:
 
 
 def _recipe(preset: DatasetPreset) -> dict[str, Any]:
-    d = asdict(preset)
-    d["sampler"] = {k: (dict(v) if isinstance(v, dict) else v) for k, v in d["sampler"].items()}
-    return json.loads(json.dumps(d))  # tuples -> lists, int keys -> strings: as read back
+    # tuples -> lists and int keys -> strings: the recipe as index.json reads back
+    return json.loads(json.dumps(asdict(preset)))
 
 
 def write_dataset(
