@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 import sys
@@ -29,6 +30,13 @@ def test_help_explains_every_command_and_option():
         for action in verb._actions:
             assert action.help, f"tenku world {name} {action.option_strings} has no help"
     assert "world-64" in run("world", "dataset", "--help").stdout  # presets are listed
+    commands = parser._subparsers._group_actions[0].choices
+    assert {"generate", "world", "eval", "train", "export"} <= set(commands)
+    for name, command in commands.items():
+        assert command.description, f"tenku {name} has no description"
+        for action in command._actions:
+            if not isinstance(action, argparse._SubParsersAction):  # verbs checked above
+                assert action.help, f"tenku {name} {action.option_strings} has no help"
 
 
 def test_version():

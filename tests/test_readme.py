@@ -16,6 +16,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tenku.io import read_video
@@ -65,20 +66,16 @@ def test_readme_main_command_in_a_fresh_copy(tmp_path):
     repo = repo_copy(tmp_path / "repo")
     env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH")}
     subprocess.run(["bash", "-euo", "pipefail", "-c", BASH[0]], cwd=repo, env=env, check=True)
-    videos = sorted((repo / "samples").glob("*.mp4"))
-    assert len(videos) == 8 and len(list((repo / "samples").glob("*.json"))) == 8
-    assert read_video(videos[0]).frames.shape == (17, 128, 128, 3)
+    video = read_video(repo / "ball.mp4")
+    assert video.frames.shape == (33, 128, 128, 3) and video.fps == 8  # 4 s at 8 fps
+    sidecar = json.loads((repo / "ball.json").read_text())
+    assert sidecar["request"]["prompt"] == "a red ball bounces on a white background"
+    assert isinstance(sidecar["request"]["seed"], int)
 
 
 def test_readme_examples(tmp_path):
-    bin_dir = Path(sys.executable).parent
     (tmp_path / "bench").symlink_to(ROOT / "bench")
     (tmp_path / ".venv").symlink_to(sys.prefix)  # the README's `.venv/bin/...` paths
-    subprocess.run(  # the main job's output, which the examples build on
-        [bin_dir / "tenku", "world", "sample", "-n", "8", "--out", "samples", "-q"],
-        cwd=tmp_path,
-        check=True,
-    )
     for block in BASH[2:]:
         for line in block.strip().splitlines():
             subprocess.run(["bash", "-euo", "pipefail", "-c", line], cwd=tmp_path, check=True)
@@ -87,6 +84,13 @@ def test_readme_examples(tmp_path):
         24, rel=0.01
     )
     assert (tmp_path / "samples" / "again.mp4").exists()
+    square = read_video(tmp_path / "videos" / "square.mp4")
+    assert square.frames.shape == (17, 128, 128, 3)
+    np.testing.assert_array_equal(
+        read_video(tmp_path / "videos" / "square-again.mp4").frames, square.frames
+    )
+    assert read_video(tmp_path / "videos" / "tri-2.mp4").frames.shape == (33, 128, 224, 3)
+    assert (tmp_path / "report" / "model" / "128x128" / "summary.md").exists()
     assert (tmp_path / "data" / "tiny" / "index.json").exists()
     assert (tmp_path / "report" / "gt" / "64x64" / "contact_sheet.png").exists()
     mirrored = json.loads((tmp_path / "report" / "mirror" / "64x64" / "results.json").read_text())
@@ -98,3 +102,16 @@ def test_readme_examples(tmp_path):
             exec(compile(block, "README.md", "exec"), {})
     finally:
         os.chdir(cwd)
+
+
+def test_readme_retrain_recipe_runs_with_the_tiny_presets(tmp_path):
+    """The retraining recipe (an untagged block: an hour of CPU) with `--preset tiny`."""
+    (block,) = [b for b in re.findall(r"```\n(.*?)```", README, re.S) if "tenku train" in b]
+    bin_dir = Path(sys.executable).parent
+    for line in block.strip().splitlines():
+        line = line.replace("--preset world", "--preset tiny --no-progress")
+        line = line.replace("tenku generate", "tenku generate --size 64x64 --seconds 1 --quiet")
+        subprocess.run(
+            ["bash", "-euo", "pipefail", "-c", f"{bin_dir}/{line}"], cwd=tmp_path, check=True
+        )
+    assert read_video(tmp_path / "ball.mp4").frames.shape == (9, 64, 64, 3)

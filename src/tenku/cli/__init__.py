@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from tenku import __version__
 from tenku.cli import eval as eval_cmd
-from tenku.cli import world
+from tenku.cli import generate, train, world
 
 DESCRIPTION = """\
 tenku: an open, self-hostable video generator in the manner of Sora, with a sandbox
@@ -31,8 +31,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"tenku {__version__}")
     commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
+    generate.add_parser(commands, HelpFormatter)
     world.add_parser(commands, HelpFormatter)
     eval_cmd.add_parser(commands, HelpFormatter)
+    train.add_parser(commands, HelpFormatter)
+    generate.add_export_parser(commands, HelpFormatter)
     return parser
 
 
@@ -42,7 +45,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         args.func(args)
-    except (ValueError, FileNotFoundError) as e:  # bad input: one clear line, no traceback
+    except (
+        ValueError,
+        FileNotFoundError,
+        FloatingPointError,
+    ) as e:  # bad input: one clear line, no traceback
         print(f"tenku: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -7,16 +7,6 @@ from pathlib import Path
 
 from tenku.cli.world import parse_size
 from tenku.eval.corruptions import CORRUPTIONS
-from tenku.eval.metrics import METRICS, RATES
-from tenku.eval.report import write_report
-from tenku.eval.runner import (
-    command,
-    evaluate,
-    ground_truth,
-    normalise,
-    reference_sources,
-    summarise,
-)
 from tenku.eval.suites import SPLITS, SUITES, build_suite
 
 GROUND_TRUTH_SIZES = ("64x64", "128x128", "224x128")  # 1:1 small, 1:1, ~16:9
@@ -24,21 +14,43 @@ GROUND_TRUTH_FLOOR = 0.99  # every metric of the uncorrupted ground truth scores
 
 
 def cmd_eval(args: argparse.Namespace) -> None:
-    if args.ground_truth == (args.command is not None):
-        raise ValueError("source: give exactly one of --ground-truth or --command")
+    # heavy imports (scipy, matplotlib) here, so that `tenku --help` and the other
+    # commands start fast
+    from tenku.eval.metrics import METRICS
+    from tenku.eval.report import write_report
+    from tenku.eval.runner import (
+        command,
+        evaluate,
+        ground_truth,
+        model_source,
+        normalise,
+        reference_sources,
+        summarise,
+    )
+
+    given = [args.ground_truth, args.command is not None, args.model is not None]
+    if sum(given) != 1:
+        raise ValueError("source: give exactly one of --ground-truth, --command or --model")
     if args.corrupt and not args.ground_truth:
         raise ValueError("corrupt: applies to --ground-truth only")
+    if (args.steps is not None or args.guidance is not None) and args.model is None:
+        raise ValueError("steps: --steps and --guidance apply to --model only")
     sizes = (
         args.size
         or [parse_size(s) for s in GROUND_TRUTH_SIZES if args.ground_truth]
         or [(128, 128)]
     )
-    source = ground_truth(args.corrupt) if args.ground_truth else command(args.command)
-    name = (
-        f"ground truth{f' ({args.corrupt})' if args.corrupt else ''}"
-        if args.ground_truth
-        else f"command {args.command!r}"
-    )
+    if args.ground_truth:
+        source = ground_truth(args.corrupt)
+        name = f"ground truth{f' ({args.corrupt})' if args.corrupt else ''}"
+    elif args.command is not None:
+        source, name = command(args.command), f"command {args.command!r}"
+    else:
+        from tenku.pipelines import TenkuPipeline
+
+        pipe = TenkuPipeline.from_pretrained(None if args.model == "default" else args.model)
+        source = model_source(pipe, steps=args.steps, guidance=args.guidance)
+        name = f"model {pipe.name}"
     progress = not args.quiet
     overall: dict[str, dict[str, float]] = {}
     for width, height in sizes:
@@ -77,7 +89,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
         )
         overall[tag] = summary["overall"]
         print(f"{tag}: {summary['items']} videos -> {paths['markdown']}")
-    _print_table(overall)
+    _print_table(overall, METRICS)
     if args.ground_truth and not args.corrupt:
         low = [
             f"{k} {100 * v:.1f}% at {tag}"
@@ -91,10 +103,12 @@ def cmd_eval(args: argparse.Namespace) -> None:
         print(f"ground truth through H.264: every metric >= {floor} at {where}: {verdict}")
 
 
-def _print_table(overall: dict[str, dict[str, float]]) -> None:
+def _print_table(overall: dict[str, dict[str, float]], names: tuple[str, ...]) -> None:
+    from tenku.eval.metrics import RATES
+
     tags = list(overall)
     print(f"{'metric':<18}" + "".join(f"{t:>10}" for t in tags))
-    for k in (*METRICS, *RATES):
+    for k in (*names, *RATES):
         if any(k in overall[t] for t in tags):
             cells = "".join(
                 f"{100 * overall[t][k]:>9.1f}%" if k in overall[t] else f"{'-':>10}" for t in tags
@@ -110,6 +124,7 @@ def add_parser(commands: argparse._SubParsersAction, formatter: type) -> None:
         "against the scene each prompt asked for (docs/benchmark.md), and write a report: "
         "results.json, summary.md, metrics.png and contact_sheet.png per size.",
         epilog="examples:\n"
+        "  tenku eval --model --out report/default\n"
         "  tenku eval --ground-truth --out report/gt\n"
         "  tenku eval --ground-truth --corrupt mirror --size 128x128 --out report/mirror\n"
         "  tenku eval --command 'mygen {prompt} --seed {seed} --size {size} -o {output}' "
@@ -133,6 +148,17 @@ def add_parser(commands: argparse._SubParsersAction, formatter: type) -> None:
         help="shell template run per prompt; fields {prompt} {seed} {width} {height} {size} "
         "{frames} {fps} {seconds} {output} (shell-quoted); it must write an mp4 to {output}",
     )
+    p.add_argument(
+        "--model",
+        nargs="?",
+        const="default",
+        default=None,
+        metavar="DIR",
+        help="generate with the native model in-process: the shipped default, or a model "
+        "folder written by `tenku export`",
+    )
+    p.add_argument("--steps", type=int, default=None, help="with --model: sampler steps")
+    p.add_argument("--guidance", type=float, default=None, help="with --model: guidance scale")
     p.add_argument(
         "--suite",
         choices=sorted(SUITES),

@@ -109,6 +109,34 @@ def command(template: str, *, timeout: float = 600.0) -> Source:
     return make
 
 
+def model_source(
+    pipeline: Any, *, steps: int | None = None, guidance: float | None = None
+) -> Source:
+    """Generate each item in-process with a :class:`~tenku.pipelines.TenkuPipeline`
+    (the item's prompt, size, length, frame rate and seed)."""
+    from tenku.pipelines import GenerationRequest
+
+    def make(item: SuiteItem, stem: Path) -> Path:
+        s = item.spec
+        request = GenerationRequest(
+            prompt=item.prompt,
+            seconds=(s.frames - 1) / s.fps,
+            width=s.width,
+            height=s.height,
+            fps=s.fps,
+            seed=item.seed,
+            steps=steps,
+            guidance=guidance,
+        )
+        if request.frames != s.frames:
+            raise ValueError(f"frames: the model makes 1 + 4k frames, the suite asks {s.frames}")
+        (video,) = pipeline.generate(request)
+        stem.parent.mkdir(parents=True, exist_ok=True)
+        return write_video(stem.with_suffix(".mp4"), video.frames, video.fps)
+
+    return make
+
+
 @dataclass
 class ItemResult:
     """What one item scored, with the figures behind it."""

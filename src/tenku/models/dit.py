@@ -62,6 +62,7 @@ class DiTConfig:
 
 DIT_PRESETS: dict[str, DiTConfig] = {
     "tiny": DiTConfig(dim=32, depth=2, heads=2, rope_axes=(4, 6, 6)),  # tests
+    "world-xs": DiTConfig(dim=192, depth=6, heads=3),  # ~5.3M: the shipped default (CPU-trained)
     "world-s": DiTConfig(dim=256, depth=8, heads=4),  # ~12M parameters
     "world-m": DiTConfig(dim=384, depth=8, heads=6),  # ~27M parameters
 }

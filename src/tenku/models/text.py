@@ -151,6 +151,9 @@ class MiniLMEncoder:
         with self._lock:
             if self._model is None:
                 from transformers import AutoModel, AutoTokenizer
+                from transformers.utils import logging as hf_logging
+
+                hf_logging.disable_progress_bar()  # no "Loading weights" bar on every load
 
                 self._tokenizer = AutoTokenizer.from_pretrained(self.path, local_files_only=True)
                 model = AutoModel.from_pretrained(

@@ -29,6 +29,7 @@ from tenku.models.layers import RMSNorm
 CausalCache = dict[str, Tensor]
 """The last input frames of each causal conv (by module name), carried between chunks."""
 
+LOGVAR_INIT = -8.0  # initial log-variance of the posterior
 LOGVAR_RANGE = (-30.0, 20.0)  # the posterior's log-variance is clamped to this range
 
 
@@ -361,6 +362,12 @@ class VideoVAE(nn.Module):
                 with torch.no_grad():
                     module.time_conv.weight.copy_(weight)
                     module.time_conv.bias.zero_()
+        # The posterior starts nearly deterministic (std e^(LOGVAR_INIT / 2)): started at std 1,
+        # unit noise on unit-scale latents would hide z from the decoder early in training.
+        cz = self.config.latent_channels
+        with torch.no_grad():
+            self.encoder.conv_out.weight[cz:].mul_(0.01)
+            self.encoder.conv_out.bias[cz:].fill_(LOGVAR_INIT)
 
     # ------------------------------------------------------------------ shapes
 

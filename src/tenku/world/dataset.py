@@ -85,7 +85,7 @@ PRESETS: dict[str, DatasetPreset] = {
             name="world-64",
             description=(
                 "24,000 videos at 64 px in 1:1, 16:9 (112x64) and 9:16 (64x112), "
-                "17 and 33 frames at 8 fps: the default model's training set"
+                "17 and 33 frames at 8 fps: a quick set for experiments"
             ),
             buckets=tuple(
                 Bucket(w, h, n, weight=(3.0 if (w, h) == _SQUARE else 1.0) * (2 if n == 17 else 1))
@@ -97,11 +97,14 @@ PRESETS: dict[str, DatasetPreset] = {
         ),
         DatasetPreset(
             name="world-128",
-            description="12,000 videos at 128 px in 1:1, 16:9 (224x128) and 9:16, 17 frames",
-            buckets=(
-                Bucket(128, 128, 17, weight=3.0),
-                Bucket(224, 128, 17),
-                Bucket(128, 224, 17),
+            description=(
+                "12,000 videos at 128 px in 1:1, 16:9 (224x128) and 9:16 (128x224), 17 and 33 "
+                "frames at 8 fps: the shipped default model's training set"
+            ),
+            buckets=tuple(
+                Bucket(w, h, n, weight=(3.0 if w == h else 1.0) * (2 if n == 17 else 1))
+                for n in (17, 33)
+                for w, h in ((128, 128), (224, 128), (128, 224))
             ),
             videos=12_000,
             shard_size=64,
@@ -214,6 +217,9 @@ class Sample:
 class WorldDataset:
     """Streams a dataset written by :func:`write_dataset`, one shard in memory at a time.
 
+    ``root`` is the dataset folder, or a :class:`DatasetPreset` whose shards are then drawn
+    and rendered on the fly (the same bytes :func:`write_dataset` would store).
+
     Iterating yields :class:`Sample` objects; :meth:`batches` yields lists of samples of
     one bucket. With ``shuffle`` the shard order, the order within each shard and the
     caption picked per video change every epoch, reproducibly from ``seed``. ``rank`` and
@@ -222,7 +228,7 @@ class WorldDataset:
 
     def __init__(
         self,
-        root: str | Path,
+        root: str | Path | DatasetPreset,
         *,
         shuffle: bool = True,
         seed: int = 0,
@@ -230,16 +236,33 @@ class WorldDataset:
         rank: int = 0,
         world_size: int = 1,
     ) -> None:
-        self.root = Path(root)
-        index_path = self.root / "index.json"
-        if not index_path.exists():
-            raise FileNotFoundError(
-                f"root: {self.root} has no index.json; write it with "
-                "`tenku world dataset --preset NAME --out DIR`"
-            )
-        self.index = json.loads(index_path.read_text())
-        if self.index.get("format") != FORMAT:
-            raise ValueError(f"root: {index_path} is not a {FORMAT} dataset")
+        self.preset = root if isinstance(root, DatasetPreset) else None
+        if self.preset is not None:  # no folder: shards are drawn and rendered on the fly
+            self.root = None
+            self.index = {
+                "format": FORMAT,
+                "recipe": _recipe(self.preset),
+                "shards": [
+                    {
+                        "file": shard_name(self.preset, k),
+                        "bucket": self.preset.shard_bucket(k).name,
+                        "videos": self.preset.shard_videos(k),
+                        "k": k,
+                    }
+                    for k in range(self.preset.num_shards)
+                ],
+            }
+        else:
+            self.root = Path(root)
+            index_path = self.root / "index.json"
+            if not index_path.exists():
+                raise FileNotFoundError(
+                    f"root: {self.root} has no index.json; write it with "
+                    "`tenku world dataset --preset NAME --out DIR`"
+                )
+            self.index = json.loads(index_path.read_text())
+            if self.index.get("format") != FORMAT:
+                raise ValueError(f"root: {index_path} is not a {FORMAT} dataset")
         shards = [s for s in self.index["shards"] if buckets is None or s["bucket"] in buckets]
         self.shards = shards[rank::world_size]
         self.shuffle, self.seed, self.epoch = shuffle, seed, 0
@@ -255,8 +278,7 @@ class WorldDataset:
         order = rng.permutation(len(self.shards)) if self.shuffle else range(len(self.shards))
         for i in order:
             shard = self.shards[int(i)]
-            with np.load(self.root / shard["file"]) as z:
-                videos, specs, caps = z["videos"], z["specs"], z["captions"]
+            videos, specs, caps = self.load_shard(shard)
             rows = rng.permutation(len(videos)) if self.shuffle else range(len(videos))
             for j in rows:
                 c = int(rng.integers(caps.shape[1])) if self.shuffle else 0
@@ -266,6 +288,15 @@ class WorldDataset:
                     spec=SceneSpec.from_json(str(specs[j])),
                     bucket=shard["bucket"],
                 )
+
+    def load_shard(self, shard: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(videos, specs, captions)`` of one entry of ``self.shards``."""
+        if self.preset is not None:
+            arrays = make_shard(self.preset, shard["k"])
+            return arrays["videos"], arrays["specs"], arrays["captions"]
+        assert self.root is not None
+        with np.load(self.root / shard["file"]) as z:
+            return z["videos"], z["specs"], z["captions"]
 
     def batches(self, batch_size: int, *, drop_last: bool = True) -> Iterator[list[Sample]]:
         """Lists of ``batch_size`` samples, each list from one shard (so one bucket)."""
