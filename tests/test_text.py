@@ -93,6 +93,20 @@ def test_pooled_matches_sentence_transformers(minilm):
     torch.testing.assert_close(minilm.encode(PROMPTS).pooled, expected, atol=1e-5, rtol=0)
 
 
+def test_token_states_match_transformers_bert(minilm):
+    """tenku's own BERT (fast to load) computes what transformers.AutoModel computes."""
+    from transformers import AutoModel, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(minilm.path, local_files_only=True)
+    model = AutoModel.from_pretrained(minilm.path, local_files_only=True).eval()
+    batch = tokenizer(PROMPTS, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        expected = model(**batch).last_hidden_state * batch["attention_mask"][..., None]
+    ours = minilm.encode(PROMPTS)
+    assert torch.equal(ours.mask, batch["attention_mask"].bool())
+    torch.testing.assert_close(ours.tokens, expected, atol=1e-5, rtol=0)
+
+
 def test_semantics_similar_prompts_are_closer(minilm):
     anchor, near, far = minilm.encode(
         [
@@ -145,7 +159,7 @@ def test_missing_model_folder_names_the_path(tmp_path):
 
 
 def test_import_and_construction_stay_light():
-    """transformers (seconds to import) is imported by the first encode, not by tenku."""
+    """Nothing heavy is imported by tenku.models.text, and nothing loads before an encode."""
     tree = ast.parse(Path(text.__file__).read_text())
     top_level = {
         name.split(".")[0]

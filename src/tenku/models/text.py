@@ -117,7 +117,9 @@ class MiniLMEncoder:
 
     ``pooled`` matches ``SentenceTransformer(path).encode`` for prompts within ``max_length``
     tokens. The weights load on the first :meth:`encode` (or :meth:`load`), so construction and
-    ``import tenku`` stay fast; transformers is imported then too.
+    ``import tenku`` stay fast. The network is :class:`~tenku.models.bert.BertEncoder` and the
+    tokenizer the folder's ``tokenizer.json`` (``tokenizers``): the same states as
+    ``transformers.AutoModel`` in a tenth of the load time.
     """
 
     name = MINILM_NAME
@@ -147,19 +149,18 @@ class MiniLMEncoder:
         return self._model is not None
 
     def load(self) -> MiniLMEncoder:
-        """Load tokenizer and weights now (idempotent; offline: ``local_files_only=True``)."""
+        """Load tokenizer and weights now (idempotent; local files only)."""
         with self._lock:
             if self._model is None:
-                from transformers import AutoModel, AutoTokenizer
-                from transformers.utils import logging as hf_logging
+                from tokenizers import Tokenizer
 
-                hf_logging.disable_progress_bar()  # no "Loading weights" bar on every load
+                from tenku.models.bert import BertEncoder
 
-                self._tokenizer = AutoTokenizer.from_pretrained(self.path, local_files_only=True)
-                model = AutoModel.from_pretrained(
-                    self.path, local_files_only=True, dtype=torch.float32
-                )
-                self._model = model.requires_grad_(False).eval().to(self.device)
+                tokenizer = Tokenizer.from_file(str(self.path / "tokenizer.json"))
+                tokenizer.enable_truncation(self.max_length)
+                tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")
+                self._tokenizer = tokenizer
+                self._model = BertEncoder.from_folder(self.path).to(self.device)
         return self
 
     def encode(self, prompts: Sequence[str]) -> TextEmbedding:
@@ -169,16 +170,12 @@ class MiniLMEncoder:
         if not prompts:
             return _empty(self.dim, self.device)
         self.load()
-        batch = self._tokenizer(
-            prompts,
-            padding=True,
-            truncation=True,
-            max_length=self.max_length,
-            return_tensors="pt",
-        ).to(self.device)
+        assert self._tokenizer is not None and self._model is not None
+        encoded = self._tokenizer.encode_batch(prompts)
+        ids = torch.tensor([e.ids for e in encoded], device=self.device)  # (B, L)
+        mask = torch.tensor([e.attention_mask for e in encoded], device=self.device).bool()
         with torch.inference_mode():
-            hidden = self._model(**batch).last_hidden_state  # (B, L, D)
-            mask = batch["attention_mask"].bool()  # (B, L)
+            hidden = self._model(ids, mask)  # (B, L, D)
             tokens = hidden * mask[..., None]
             mean = tokens.sum(dim=1) / mask.sum(dim=1, keepdim=True)  # (B, D)
             pooled = F.normalize(mean, dim=-1)

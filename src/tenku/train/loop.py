@@ -102,8 +102,12 @@ def plot_history(history: list[dict[str, float]], path: Path, title: str) -> Non
     from matplotlib.figure import Figure  # lazy: matplotlib is slow to import
 
     keys = [k for k in history[0] if k not in ("step", "lr", "time")] if history else []
-    fig = Figure(figsize=(4.2 * max(len(keys), 1), 3.4), layout="constrained")
-    axes = fig.subplots(1, max(len(keys), 1), squeeze=False)[0]
+    cols = min(max(len(keys), 1), 4)
+    rows = -(-max(len(keys), 1) // cols)
+    fig = Figure(figsize=(4.2 * cols, 3.2 * rows), layout="constrained")
+    axes = fig.subplots(rows, cols, squeeze=False).ravel()
+    for ax in axes[len(keys) :]:
+        ax.set_visible(False)
     steps = np.asarray([h["step"] for h in history])
     for ax, key in zip(axes, keys, strict=False):
         y = np.asarray([h[key] for h in history], dtype=np.float64)
