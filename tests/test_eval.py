@@ -152,7 +152,7 @@ def test_normalise_between_baseline_and_ceiling():
 
 def test_eval_cli_errors(tmp_path, capsys):
     assert main(["eval", "--out", str(tmp_path)]) == 2
-    assert "exactly one of --ground-truth or --command" in capsys.readouterr().err
+    assert "exactly one of --ground-truth, --command or --model" in capsys.readouterr().err
     assert main(["eval", "--command", "x {output}", "--corrupt", "mirror", "--out", "o"]) == 2
     assert "corrupt" in capsys.readouterr().err
 

@@ -27,6 +27,22 @@ BASH = re.findall(r"```bash\n(.*?)```", README, re.S)
 PYTHON = re.findall(r"```python\n(.*?)```", README, re.S)
 
 
+def fenced_blocks(lang: str) -> list[str]:
+    """The bodies of the README's fenced blocks opened with ```lang (``""`` = untagged)."""
+    blocks, body, inside = [], [], None
+    for line in README.splitlines():
+        if line.startswith("```"):
+            if inside is None:
+                inside, body = line[3:].strip(), []
+            else:
+                if inside == lang:
+                    blocks.append("\n".join(body) + "\n")
+                inside = None
+        elif inside is not None:
+            body.append(line)
+    return blocks
+
+
 def repo_copy(dest: Path) -> Path:
     """Copy the files git knows (tracked or not ignored) into ``dest``, as a clone would."""
     if not (ROOT / ".git").exists():
@@ -106,7 +122,7 @@ def test_readme_examples(tmp_path):
 
 def test_readme_retrain_recipe_runs_with_the_tiny_presets(tmp_path):
     """The retraining recipe (an untagged block: an hour of CPU) with `--preset tiny`."""
-    (block,) = [b for b in re.findall(r"```\n(.*?)```", README, re.S) if "tenku train" in b]
+    (block,) = [b for b in fenced_blocks("") if "tenku train" in b]
     bin_dir = Path(sys.executable).parent
     for line in block.strip().splitlines():
         line = line.replace("--preset world", "--preset tiny --no-progress")
