@@ -14,7 +14,7 @@ import secrets
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -271,7 +271,7 @@ class TenkuPipeline:
             GeneratedVideo(
                 frames=frames[i],
                 fps=request.fps,
-                request=GenerationRequest(**{**request.to_dict(), "seed": s, "variations": 1}),
+                request=replace(request, seed=s, variations=1),
                 model=self.name,
                 timings=timings,
             )

@@ -148,8 +148,9 @@ class Trainer:
         self.save = save
         self.progress = progress
         self.model = model.to(device).train()
-        decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embed" not in n]
-        other = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "embed" not in n)]
+        decay, other = [], []  # weight decay on matrices, not on biases, norms or embeddings
+        for name, p in model.named_parameters():
+            (decay if p.ndim >= 2 and "embed" not in name else other).append(p)
         self.optimizer = torch.optim.AdamW(
             [
                 {"params": decay, "weight_decay": preset.weight_decay},

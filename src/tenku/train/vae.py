@@ -38,10 +38,9 @@ def heldout_clips(
     return np.stack([render(sample_scene(rng, cfg)) for _ in range(n)])
 
 
-def psnr(a: Tensor, b: Tensor) -> float:
-    """PSNR in dB between two videos in [-1, 1] (peak-to-peak 2), over all elements."""
-    mse = (a.float().clamp(-1, 1) - b.float()).square().mean().item()
-    return float("inf") if mse == 0 else 10 * math.log10(4.0 / mse)
+def psnr_from_mse(mse: float) -> float:
+    """PSNR in dB of videos in [-1, 1] (peak-to-peak 2) from their mean squared error."""
+    return 10 * math.log10(4.0 / max(mse, 1e-10))
 
 
 @torch.no_grad()
@@ -58,8 +57,8 @@ def evaluate_vae(vae: VideoVAE, clips: np.ndarray, *, batch: int = 4) -> dict[st
     mse = torch.cat(mses)
     z = torch.cat([t.flatten() for t in zs])
     return {
-        "psnr": 10 * math.log10(4.0 / mse.mean().item()),
-        "psnr_min_clip": 10 * math.log10(4.0 / mse.max().item()),
+        "psnr": psnr_from_mse(mse.mean().item()),
+        "psnr_min_clip": psnr_from_mse(mse.max().item()),
         "latent_mean": z.mean().item(),
         "latent_std": z.std().item(),
     }
@@ -137,7 +136,7 @@ def train_vae(
         recon, posterior = vae(x, generator=step_generator(preset.seed, step, device))
         loss, parts = vae_loss(recon, x, posterior)
         logged = {k: float(v) for k, v in parts.items()}
-        logged["psnr"] = 10 * math.log10(4.0 / max(logged["mse"], 1e-10))
+        logged["psnr"] = psnr_from_mse(logged["mse"])
         return loss, logged
 
     trainer.fit(step_fn, steps=steps)
