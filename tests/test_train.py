@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 from tenku.cli import main
 from tenku.models.dit import DiT
 from tenku.models.vae import VideoVAE
-from tenku.train.dit import CONTEXT_KINDS, context_masks, train_dit
+from tenku.train.dit import CONTEXT_KINDS, context_masks, pick_shards, train_dit
 from tenku.train.loop import lr_at, pick_precision, plot_history
 from tenku.train.presets import TRAIN_PRESETS, get_train_preset
 from tenku.train.vae import CropSampler, heldout_clips, train_vae
@@ -61,6 +61,20 @@ def test_context_masks_cover_every_kind_and_leave_work_to_do():
     assert len(CONTEXT_KINDS) == 5
     assert not context_masks(rng, 10, 9, prob=0.0).any()
     assert not context_masks(rng, 10, 1, prob=1.0).any()  # one frame: nothing to give
+
+
+def test_cache_takes_shards_of_every_bucket_in_turn():
+    from tenku.world.dataset import WorldDataset, get_preset
+
+    shards = WorldDataset(get_preset("world-128")).shards
+    buckets = {s["bucket"] for s in shards}
+    chosen = pick_shards(shards, 2048, seed=0)
+    assert sum(s["videos"] for s in chosen) >= 2048
+    assert {s["bucket"] for s in chosen} == buckets  # none left out by chance
+    assert len({s["file"] for s in chosen}) == len(chosen)  # no shard twice
+    assert chosen == pick_shards(shards, 2048, seed=0)
+    assert chosen != pick_shards(shards, 2048, seed=1)
+    assert len(pick_shards(shards, 10**9, seed=0)) == len(shards)  # asked for more: all
 
 
 def test_crops_are_a_pure_function_of_the_step():

@@ -11,8 +11,11 @@ from tenku.models.checkpoint import load_config
 from tenku.models.vae import (
     VAE_PRESETS,
     DiagonalGaussian,
+    Downsample,
+    Upsample,
     VAEConfig,
     VideoVAE,
+    colour_weights,
     to_model_input,
     to_uint8,
     vae_loss,
@@ -21,6 +24,16 @@ from tenku.world.render import render
 from tenku.world.sample import SamplerConfig, sample_scene
 
 TINY = VAE_PRESETS["tiny"]
+# the other layout: 2 x 2 pixels folded into channels, one downsampling in space and time
+# together, one in time alone, parameter-free shortcuts around every resampling
+TINY_PATCHED = VAEConfig(
+    base_channels=8,
+    channel_mults=(1, 2, 2),
+    temporal_down=(True, True),
+    spatial_down=(True, False),
+    patch_size=4,
+    shortcut=True,
+)
 STEPS = 150  # Adam steps of the overfitting run
 
 
@@ -44,10 +57,10 @@ def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
     return 10 * np.log10(1.0 / mse)
 
 
-@pytest.fixture(scope="module")
-def model() -> VideoVAE:
+@pytest.fixture(scope="module", params=[TINY, TINY_PATCHED], ids=["tiny", "patched"])
+def model(request) -> VideoVAE:
     torch.manual_seed(0)
-    return perturbed(VideoVAE(TINY))
+    return perturbed(VideoVAE(request.param))
 
 
 @pytest.fixture(scope="module")
@@ -201,7 +214,7 @@ def test_loss_terms():
     torch.testing.assert_close(parts["l1"], torch.tensor(0.1))
     torch.testing.assert_close(parts["mse"], torch.tensor(0.01))
     torch.testing.assert_close(parts["diff"], torch.tensor(0.0))
-    torch.testing.assert_close(parts["kl"], torch.tensor(0.5 * (np.e - 2) * 4))
+    torch.testing.assert_close(parts["kl"], torch.tensor(0.5 * (np.e - 2)))
     want = 0.1 * 0.1 + 0.01 + 1e-6 * parts["kl"]
     torch.testing.assert_close(loss, want)
     frozen = target[:, :, :1].expand_as(target)  # a still video loses all motion
@@ -212,6 +225,29 @@ def test_loss_terms():
     assert parts["diff"] == 0
     with pytest.raises(ValueError, match="differ"):
         vae_loss(target[:, :, :1], target, posterior)
+
+
+def test_colour_weight_counts_objects_more_and_keeps_plain_parts():
+    grey = torch.zeros(1, 3, 5, 8, 8)  # mid-grey background, chroma 0
+    target = grey.clone()
+    target[:, 0, :, :2, :2], target[:, 1:, :, :2, :2] = 0.8, -0.7  # a red object, chroma 0.75
+    w = colour_weights(target, 19.0)
+    assert w.shape == (1, 1, 5, 8, 8)
+    assert torch.all(w[:, :, :, :2, :2] == 20.0) and torch.all(w[:, :, :, 2:, 2:] == 1.0)
+    night = torch.tensor([18, 22, 45]).view(1, 3, 1, 1, 1) / 127.5 - 1  # darkest background
+    assert colour_weights(night.expand(1, 3, 1, 2, 2), 19.0).eq(1.0).all()
+    posterior = DiagonalGaussian(torch.zeros(1, 2, 2, 1, 1), torch.zeros(1, 2, 2, 1, 1))
+    miss_object = target.clone()
+    miss_object[:, :, :, :2, :2] = 0.0  # the object drawn as background
+    miss_background = target + torch.where(w > 1, 0.0, 0.3)  # every background pixel off
+    plain = [vae_loss(r, target, posterior)[0] for r in (miss_object, miss_background)]
+    weighted = [
+        vae_loss(r, target, posterior, colour_weight=19.0)[0]
+        for r in (miss_object, miss_background)
+    ]
+    assert plain[0] < plain[1] and weighted[0] > weighted[1]  # the object now matters more
+    _, parts = vae_loss(miss_object, target, posterior, colour_weight=19.0)
+    torch.testing.assert_close(parts["mse"], (miss_object - target).square().mean())
 
 
 def test_pixels_round_trip():
@@ -286,6 +322,38 @@ def test_seeded_slice():
     want_x = torch.tensor([-0.355887, 0.101233, 0.047041, -0.254961])
     torch.testing.assert_close(posterior.mean[0, :4, -1, 0, 0], want_z, atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(recon[0, 0, -1, 0, :4], want_x, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize(("temporal", "spatial"), [(True, True), (True, False), (False, True)])
+def test_shortcuts_fold_and_unfold(temporal, spatial):
+    """With their convs at zero, a downsampling and the matching upsampling are a lossless
+    fold of time and space into channels and back, on a cache or not."""
+    c, r, s = 4, 2 if temporal else 1, 2 if spatial else 1
+    down = Downsample(c, c * r * s * s, temporal, spatial, shortcut=True)
+    up = Upsample(c * r * s * s, c, temporal, spatial, shortcut=True)
+    for m in (down, up):
+        for conv in m.modules():
+            if isinstance(conv, torch.nn.Conv3d):
+                torch.nn.init.zeros_(conv.weight)
+                torch.nn.init.zeros_(conv.bias)
+    x = video((1, c, 9, 8, 8))
+    with torch.no_grad():
+        z = down(x)
+        assert z.shape == (1, c * r * s * s, 1 + 8 // r, 8 // s, 8 // s)
+        torch.testing.assert_close(up(z), x)
+
+
+def test_bad_layouts_are_refused():
+    with pytest.raises(ValueError, match="spatial_down"):
+        VAEConfig(temporal_down=(True, True, False), spatial_down=(True, False))
+    with pytest.raises(ValueError, match="halve"):
+        VAEConfig(temporal_down=(True, True, False), spatial_down=(True, True, False))
+    with pytest.raises(ValueError, match="patch_size"):
+        VAEConfig(patch_size=0)
+    with pytest.raises(ValueError, match="shortcut"):
+        VideoVAE(
+            VAEConfig(base_channels=3, channel_mults=(1, 5), temporal_down=(True,), shortcut=True)
+        )
 
 
 def test_presets_build():

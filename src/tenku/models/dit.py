@@ -106,9 +106,9 @@ class DiTBlock(nn.Module):
         ``vec`` ``(B, D)`` conditioning, ``text`` ``(B, S, D)``, ``text_mask`` ``(B, S)`` bool.
         """
         attn, mlp = self.modulation(vec)
-        x = x + attn.gate * self.attn(attn.modulate(self.norm1(x)), rot)
+        x = attn.gated(x, self.attn(attn.modulate(self.norm1(x)), rot))
         x = x + self.cross(self.norm2(x), text, text_mask)
-        return x + mlp.gate * self.mlp(mlp.modulate(self.norm3(x)))
+        return mlp.gated(x, self.mlp(mlp.modulate(self.norm3(x))))
 
 
 class FinalLayer(nn.Module):
@@ -213,11 +213,14 @@ class DiT(nn.Module):
         if (context is None) != (context_mask is None):
             raise ValueError("DiT: pass context and context_mask together (or neither)")
         if context is None or context_mask is None:
-            context_mask = x.new_zeros(b, 1, *x.shape[2:])
-            context = torch.zeros_like(x)
-        context_mask = context_mask.to(dtype)
-        h = torch.cat([x, context.to(dtype) * context_mask, context_mask], dim=1)  # (B, 2C+1, ..)
-        tokens = self.patch_in(patchify(h, self.config.patch_size))  # (B, L, D)
+            # nothing given: the context and mask inputs are zero, so only x's columns count
+            w = self.patch_in.weight.unflatten(1, (-1, 2 * self.config.latent_channels + 1))
+            w = w[:, :, : self.config.latent_channels].flatten(1)  # (D, patch_volume * C)
+            tokens = F.linear(patchify(x, self.config.patch_size), w, self.patch_in.bias)
+        else:
+            context_mask = context_mask.to(dtype)
+            h = torch.cat([x, context.to(dtype) * context_mask, context_mask], dim=1)  # 2C + 1
+            tokens = self.patch_in(patchify(h, self.config.patch_size))  # (B, L, D)
         positions = grid_positions(*grid, device=x.device)  # (L, 3)
         rot = rope(positions, self.config.rope_axes, self.config.rope_theta)
 

@@ -31,11 +31,16 @@ class RMSNorm(nn.Module):
         self.scale = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: Tensor) -> Tensor:
-        x32 = x.float()
-        rrms = torch.rsqrt(x32.pow(2).mean(self.axis, keepdim=True) + self.eps)
         shape = [1] * x.ndim
         shape[self.axis] = -1  # the scale broadcasts along the normalised axis
-        return (x32 * rrms * self.scale.float().view(shape)).to(x.dtype)
+        return rms_normalize(x, self.scale.view(shape), self.eps, self.axis)
+
+
+def rms_normalize(x: Tensor, scale: Tensor, eps: float, axis: int = -1) -> Tensor:
+    """``x / rms(x) * scale`` over ``axis``, computed in float32, returned in ``x``'s dtype."""
+    x32 = x.float()
+    rrms = torch.rsqrt(x32.square().mean(axis, keepdim=True) + eps)
+    return (x32 * rrms * scale.float()).to(x.dtype)
 
 
 def timestep_embedding(t: Tensor, dim: int, max_period: float = 10000.0, factor: float = 1000.0):
@@ -73,7 +78,11 @@ class ModulationOut:
 
     def modulate(self, x: Tensor) -> Tensor:
         """``(B, L, D) -> (B, L, D)``: ``(1 + scale) * x + shift``."""
-        return (1 + self.scale) * x + self.shift
+        return torch.addcmul(self.shift, x, 1 + self.scale)
+
+    def gated(self, x: Tensor, y: Tensor) -> Tensor:
+        """The gated residual ``x + gate * y`` of ``(B, L, D)`` tensors, in one pass."""
+        return torch.addcmul(x, self.gate, y)
 
 
 class Modulation(nn.Module):
@@ -121,7 +130,7 @@ def rope(positions: Tensor, axes: tuple[int, ...], theta: float = 10000.0) -> Ro
 
 
 def apply_rope(x: Tensor, rot: Rotary) -> Tensor:
-    """Rotate ``x`` ``(B, heads, L, head_dim)`` by ``rot``; returns the same shape and dtype."""
+    """Rotate ``x`` ``(..., L, head_dim)`` by ``rot``; returns the same shape and dtype."""
     x1, x2 = x.float().unflatten(-1, (-1, 2)).unbind(-1)  # (B, heads, L, head_dim // 2) each
     out = torch.stack([x1 * rot.cos - x2 * rot.sin, x1 * rot.sin + x2 * rot.cos], dim=-1)
     return out.flatten(-2).to(x.dtype)  # (B, heads, L, head_dim)
@@ -149,8 +158,13 @@ class SelfAttention(nn.Module):
 
     def forward(self, x: Tensor, rot: Rotary) -> Tensor:
         """``x`` ``(B, L, D)`` -> ``(B, L, D)``."""
-        q, k, v = rearrange(self.qkv(x), "b l (k h d) -> k b h l d", k=3, h=self.heads)
-        q, k = apply_rope(self.q_norm(q), rot), apply_rope(self.k_norm(k), rot)
+        qkv = rearrange(self.qkv(x), "b l (k h d) -> k b h l d", k=3, h=self.heads)
+        qk, v = qkv[:2], qkv[2]  # (2, B, heads, L, head_dim), (B, heads, L, head_dim)
+        if isinstance(self.q_norm, RMSNorm) and isinstance(self.k_norm, RMSNorm):
+            # both norms in one pass: (2, 1, 1, 1, head_dim) scales
+            scale = torch.stack([self.q_norm.scale, self.k_norm.scale])[:, None, None, None]
+            qk = rms_normalize(qk, scale, self.q_norm.eps)
+        q, k = apply_rope(qk, rot).unbind(0)  # queries and keys rotated in one pass
         return self.proj(attention(q, k, v))
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -91,7 +92,7 @@ def build_cache(
     device: torch.device,
     progress: bool = True,
 ) -> list[Path]:
-    """Encode the first ``cache_videos`` videos (in a seeded shard order) into ``cache``.
+    """Encode ``cache_videos`` videos (whole shards, see :func:`pick_shards`) into ``cache``.
 
     One ``.pt`` file per shard with ``latents`` (N, C, T', H', W') fp16 (scaled for the
     diffusion model), ``tokens`` (N, K, S, D) fp16, ``mask`` (N, K, S) bool, ``pooled``
@@ -112,14 +113,8 @@ def build_cache(
         raise ValueError(f"cache: {cache} was built for another VAE or dataset; remove it")
     with atomic_path(index_path) as tmp:
         tmp.write_text(json.dumps(recipe, indent=1))
-    order = np.random.default_rng([preset.seed, 5]).permutation(len(dataset.shards))
-    wanted = preset.cache_videos or len(dataset)
-    chosen, count = [], 0
-    for i in order:
-        if count >= wanted:
-            break
-        chosen.append(dataset.shards[int(i)])
-        count += chosen[-1]["videos"]
+    chosen = pick_shards(dataset.shards, preset.cache_videos or len(dataset), preset.seed)
+    count = sum(s["videos"] for s in chosen)
     paths = [cache / (Path(s["file"]).stem + ".pt") for s in chosen]
     bar = tqdm(total=count, desc="cache latents", unit="video", disable=not progress)
     for shard, path in zip(chosen, paths, strict=True):
@@ -132,6 +127,27 @@ def build_cache(
         bar.update(shard["videos"])
     bar.close()
     return paths
+
+
+def pick_shards(shards: list[dict[str, Any]], videos: int, seed: int) -> list[dict[str, Any]]:
+    """Whole shards holding at least ``videos`` videos, every bucket in turn (seeded order).
+
+    Taking shards in one shuffled order left a bucket out by chance (224x128x17 once), so
+    the buckets take turns: each bucket's shards are shuffled, then one of each bucket is
+    taken per round until enough videos are picked.
+    """
+    rng = np.random.default_rng([seed, 5])
+    queues: dict[str, list[dict[str, Any]]] = {}
+    for i in rng.permutation(len(shards)):
+        queues.setdefault(shards[int(i)]["bucket"], []).append(shards[int(i)])
+    chosen: list[dict[str, Any]] = []
+    count = 0
+    while count < videos and any(queues.values()):
+        for queue in queues.values():
+            if queue and count < videos:
+                chosen.append(queue.pop(0))
+                count += chosen[-1]["videos"]
+    return chosen
 
 
 @torch.no_grad()
@@ -256,9 +272,10 @@ def train_dit(
         device=device,
         progress=progress,
     )
+    channels = vae_model.config.latent_channels
     del vae_model
     batches = LatentBatches(paths, preset)
-    model = DiT(DIT_PRESETS[preset.model])
+    model = DiT(replace(DIT_PRESETS[preset.model], latent_channels=channels))  # the VAE's
     trainer = Trainer(
         model, preset, out, device=device, precision=precision, save=save_dit, progress=progress
     )
