@@ -131,9 +131,9 @@ def rope(positions: Tensor, axes: tuple[int, ...], theta: float = 10000.0) -> Ro
 
 def apply_rope(x: Tensor, rot: Rotary) -> Tensor:
     """Rotate ``x`` ``(..., L, head_dim)`` by ``rot``; returns the same shape and dtype."""
-    x1, x2 = x.float().unflatten(-1, (-1, 2)).unbind(-1)  # (B, heads, L, head_dim // 2) each
+    x1, x2 = x.float().unflatten(-1, (-1, 2)).unbind(-1)  # (..., L, head_dim // 2) each
     out = torch.stack([x1 * rot.cos - x2 * rot.sin, x1 * rot.sin + x2 * rot.cos], dim=-1)
-    return out.flatten(-2).to(x.dtype)  # (B, heads, L, head_dim)
+    return out.flatten(-2).to(x.dtype)  # (..., L, head_dim)
 
 
 def attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None) -> Tensor:

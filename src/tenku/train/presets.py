@@ -133,24 +133,17 @@ DIT_TRAIN_PRESETS: dict[str, TrainPreset] = {
         context_prob=0.3,
         cache_captions=2,
     ),
-    "world-c16": TrainPreset(
-        name="world-c16",
-        kind="dit",
-        description="experimental, not shipped: world-xs on latents of the world-c16 VAE",
-        model="world-xs",
-        data="world-128",
-        steps=1000,
-        batch_size=8,
-        lr=5e-4,
-        warmup=150,
-        weight_decay=0.0,
-        ema_decay=0.998,
-        checkpoint_every=250,
-        cache_videos=1536,
-        context_prob=0.3,
-        cache_captions=2,
-    ),
 }
+
+DIT_TRAIN_PRESETS["world-c16"] = replace(
+    DIT_TRAIN_PRESETS["world"],
+    name="world-c16",
+    description="experimental, not shipped: world-xs on latents of the world-c16 VAE",
+    steps=1000,
+    lr=5e-4,
+    warmup=150,
+    cache_videos=1536,
+)
 
 TRAIN_PRESETS: dict[str, dict[str, TrainPreset]] = {
     "vae": VAE_TRAIN_PRESETS,
