@@ -9,3 +9,10 @@ import os
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("MKL_NUM_THREADS", "1")
+
+# Signing keys (the local C2PA CA and leaf) and caches go to a folder of this test session,
+# never to the user's home.
+if "TENKU_HOME" not in os.environ:
+    import tempfile
+
+    os.environ["TENKU_HOME"] = tempfile.mkdtemp(prefix="tenku-home-")

@@ -8,19 +8,18 @@ import torch
 
 from tenku.cli import main
 from tenku.io import read_video
-from tenku.models.dit import DIT_PRESETS, DiT
 from tenku.models.text import default_text_encoder
-from tenku.models.vae import VAE_PRESETS, VideoVAE
-from tenku.pipelines import GenerationRequest, TenkuPipeline, export_model, frames_for, size_for
+from tenku.pipelines import GenerationRequest, TenkuPipeline, frames_for, size_for
+from tenku.pipelines.tiny import save_tiny_native
 
 
 @pytest.mark.parametrize(
     ("field", "value", "message"),
     [
         ("prompt", "  ", "prompt: must be a non-empty string"),
-        ("seconds", 9.0, r"seconds: 9.0 is outside \[0.5, 8.0\]"),
+        ("seconds", 121.0, r"seconds: 121.0 is outside \[0.0, 120.0\]"),
         ("width", 100, "width: 100 must be a multiple of 16"),
-        ("height", 1024, r"height: 1024 is outside \[64, 512\]"),
+        ("height", 2048, r"height: 2048 is outside \[64, 1280\]"),
         ("steps", 0, r"steps: 0 is outside \[1, 200\]"),
         ("guidance", float("nan"), "guidance: must be a finite number"),
         ("variations", 9, r"variations: 9 is outside \[1, 8\]"),
@@ -49,14 +48,7 @@ def test_frames_and_sizes():
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
     """A model folder with tiny random weights, as `tenku export` writes it."""
-    root = tmp_path_factory.mktemp("model")
-    torch.manual_seed(0)
-    dit = DiT(DIT_PRESETS["tiny"])
-    for p in dit.parameters():  # random, not the zero-output init: outputs must depend on input
-        torch.nn.init.normal_(p, std=0.05)
-    dit.save_pretrained(root / "dit")
-    VideoVAE(VAE_PRESETS["tiny"]).save_pretrained(root / "vae")
-    return export_model(root / "vae", root / "dit", root / "tiny", name="tiny-random")
+    return save_tiny_native(tmp_path_factory.mktemp("model") / "tiny")
 
 
 @pytest.fixture(scope="module")
@@ -144,8 +136,8 @@ def test_cli_generate_writes_videos_and_sidecars_that_regenerate(model_dir, tmp_
 
 def test_cli_generate_bad_input_writes_nothing(model_dir, tmp_path, capsys):
     out = tmp_path / "x.mp4"
-    assert main(["generate", "a ball", "-o", str(out), "--seconds", "20"]) == 2
-    assert "seconds: 20.0 is outside [0.5, 8.0]" in capsys.readouterr().err
+    assert main(["generate", "a ball", "-o", str(out), "--seconds", "200"]) == 2
+    assert "seconds: 200.0 is outside [0.0, 120.0]" in capsys.readouterr().err
     assert main(["generate", "a ball", "-o", str(tmp_path / "x.avi")]) == 2
     assert main(["generate", "-o", str(out)]) == 2
     assert "prompt" in capsys.readouterr().err

@@ -27,6 +27,11 @@ BASH = re.findall(r"```bash\n(.*?)```", README, re.S)
 PYTHON = re.findall(r"```python\n(.*?)```", README, re.S)
 
 
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    return 10 * np.log10(255.0**2 / max(mse, 1e-10))
+
+
 def fenced_blocks(lang: str) -> list[str]:
     """The bodies of the README's fenced blocks opened with ```lang (``""`` = untagged)."""
     blocks, body, inside = [], [], None
@@ -106,6 +111,18 @@ def test_readme_examples(tmp_path):
         read_video(tmp_path / "videos" / "square-again.mp4").frames, square.frames
     )
     assert read_video(tmp_path / "videos" / "tri-2.mp4").frames.shape == (33, 128, 224, 3)
+    still = read_video(tmp_path / "videos" / "still.png").frames
+    up = read_video(tmp_path / "videos" / "up.mp4").frames
+    assert still.shape == (1, 128, 128, 3) and up.shape == (17, 128, 128, 3)
+    # the image is the first frame; both files carry their own marks and H.264's losses
+    assert psnr(up[0], still[0]) >= 30
+    longer = read_video(tmp_path / "videos" / "longer.mp4").frames
+    assert longer.shape == (33, 128, 128, 3)
+    assert psnr(longer[:17], square.frames) >= 30  # the source is kept
+    assert read_video(tmp_path / "videos" / "loop.mp4").frames.shape == (25, 128, 128, 3)
+    assert read_video(tmp_path / "videos" / "joined.mp4").frames.shape == (41, 128, 128, 3)
+    assert read_video(tmp_path / "videos" / "story.mp4").frames.shape == (65, 128, 128, 3)
+    assert (tmp_path / "videos" / "yellow.json").exists()
     assert (tmp_path / "report" / "model" / "128x128" / "summary.md").exists()
     assert (tmp_path / "data" / "tiny" / "index.json").exists()
     assert (tmp_path / "report" / "gt" / "64x64" / "contact_sheet.png").exists()

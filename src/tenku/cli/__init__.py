@@ -12,7 +12,11 @@ from collections.abc import Sequence
 
 from tenku import __version__
 from tenku.cli import eval as eval_cmd
-from tenku.cli import generate, train, world
+from tenku.cli import generate, models, train, world
+from tenku.cli import moderate as moderate_cmd
+from tenku.cli import serve as serve_cmd
+from tenku.cli import tasks as task_cmds
+from tenku.cli import verify as verify_cmd
 
 DESCRIPTION = """\
 tenku: an open, self-hostable video generator in the manner of Sora, with a sandbox
@@ -32,10 +36,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"tenku {__version__}")
     commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
     generate.add_parser(commands, HelpFormatter)
+    task_cmds.add_parsers(commands, HelpFormatter)
     world.add_parser(commands, HelpFormatter)
     eval_cmd.add_parser(commands, HelpFormatter)
     train.add_parser(commands, HelpFormatter)
+    verify_cmd.add_parser(commands, HelpFormatter)
     generate.add_export_parser(commands, HelpFormatter)
+    moderate_cmd.add_parser(commands, HelpFormatter)
+    models.add_parser(commands, HelpFormatter)
+    serve_cmd.add_serve_parser(commands, HelpFormatter)
+    serve_cmd.add_worker_parser(commands, HelpFormatter)
+    serve_cmd.add_keys_parser(commands, HelpFormatter)
+    serve_cmd.add_plans_parser(commands, HelpFormatter)
     return parser
 
 

@@ -4,12 +4,14 @@ and ``tenku export``: assemble a model folder from trained VAE and transformer r
 from __future__ import annotations
 
 import argparse
-import sys
+import json
 from pathlib import Path
+from typing import Any
 
-from tenku.cli.world import parse_size, write_json
+from tenku.cli.models import add_backend_arguments, backend_kwargs
+from tenku.cli.output import output_paths, save_videos
+from tenku.cli.world import parse_size
 from tenku.diffusion import SAMPLERS
-from tenku.io import write_video
 from tenku.pipelines.request import ASPECTS, LIMITS, GenerationRequest, size_for
 
 GENERATE_EPILOG = """\
@@ -28,24 +30,40 @@ def add_parser(commands: argparse._SubParsersAction, formatter: type) -> None:
     parser = commands.add_parser(
         "generate",
         help="generate a video from a text prompt",
-        description="Generate a video from a text prompt with the native model.",
+        description="Generate a video from a text prompt with the native model, or with an "
+        "open-weight model (Wan, LTX-Video, CogVideoX) named by --model (see `tenku models`).",
         epilog=GENERATE_EPILOG,
         formatter_class=formatter,
     )
     parser.add_argument("prompt", nargs="?", help="what the video shows (at most 1000 characters)")
-    parser.add_argument("-o", "--out", required=True, help="output video: .mp4 or .gif")
     parser.add_argument(
-        "--seconds",
-        type=float,
-        default=4.0,
-        help=f"duration in seconds, {LIMITS['seconds'][0]:g} to {LIMITS['seconds'][1]:g}",
+        "--from-json", default=None, help="repeat the request recorded in a sidecar JSON"
     )
-    parser.add_argument("--fps", type=float, default=8.0, help="frames per second")
+    add_video_options(parser)
+    add_run_options(parser, "output video: .mp4 or .gif")
+    parser.set_defaults(func=cmd_generate)
+
+
+def add_video_options(parser: argparse.ArgumentParser, *, seconds: float | None = 4.0) -> None:
+    """The options every generating command shares: duration, size, seed and sampling.
+
+    ``seconds=None`` leaves the duration to the command (e.g. that of a source video).
+    """
+    if seconds is not None:
+        parser.add_argument(
+            "--seconds",
+            type=float,
+            default=seconds,
+            help=f"duration in seconds, {LIMITS['seconds'][0]:g} to {LIMITS['seconds'][1]:g} "
+            "(0: one frame; over 4 s: made in 4-second windows, each following the last)",
+        )
+    parser.add_argument("--fps", type=float, default=None, help="frames per second (default 8)")
     parser.add_argument(
         "--size",
         type=parse_size,
         default=None,
-        help="WxH in pixels, multiples of 16 (default 128x128; overrides --aspect/--resolution)",
+        help="WxH in pixels, multiples of 16 (default 128x128, or a source's size; "
+        "overrides --aspect/--resolution)",
     )
     parser.add_argument(
         "--aspect", choices=sorted(ASPECTS), default=None, help="aspect ratio (with --resolution)"
@@ -62,72 +80,79 @@ def add_parser(commands: argparse._SubParsersAction, formatter: type) -> None:
         "--sampler", choices=sorted(SAMPLERS), default=None, help="ODE sampler (model default)"
     )
     parser.add_argument("--variations", type=int, default=1, help="videos from distinct seeds")
+
+
+def add_run_options(parser: argparse.ArgumentParser, out_help: str) -> None:
+    """Where the output goes and what runs the model."""
+    parser.add_argument("-o", "--out", required=True, help=out_help)
     parser.add_argument(
-        "--from-json", default=None, help="repeat the request recorded in a sidecar JSON"
-    )
-    parser.add_argument(
-        "--model", default=None, help="model folder (default: shipped weights or $TENKU_MODEL)"
+        "--model",
+        default=None,
+        help="an installed model's NAME (see `tenku models`) or a model folder: native "
+        "(pipeline.json) or diffusers (model_index.json: Wan, LTX-Video, CogVideoX); "
+        "default: the shipped weights or $TENKU_MODEL",
     )
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    parser.set_defaults(func=cmd_generate)
-
-
-def request_from_args(args: argparse.Namespace) -> GenerationRequest:
-    """The validated request the options describe (or the one in ``--from-json``)."""
-    if args.from_json is not None:
-        import json
-
-        recorded = json.loads(Path(args.from_json).read_text())["request"]
-        return GenerationRequest(**recorded)
-    if not args.prompt:
-        raise ValueError("prompt: give a prompt (or --from-json FILE)")
-    if args.size is not None:
-        width, height = args.size
-    elif args.aspect is not None:
-        width, height = size_for(args.aspect, args.resolution)
-    else:
-        width, height = 128, 128
-    return GenerationRequest(
-        prompt=args.prompt,
-        seconds=args.seconds,
-        width=width,
-        height=height,
-        fps=args.fps,
-        seed=args.seed,
-        steps=args.steps,
-        guidance=args.guidance,
-        sampler=args.sampler,
-        variations=args.variations,
+    parser.add_argument(
+        "--no-watermark",
+        action="store_true",
+        help="no visible mark (the invisible watermark and the C2PA manifest stay)",
     )
+    parser.add_argument(
+        "--policy",
+        default=None,
+        help="moderation policy file laid over the shipped one (default: "
+        "$TENKU_MODERATION_POLICY); a refused prompt stops here and exits 2",
+    )
+    add_backend_arguments(parser)
 
 
-def output_paths(out: Path, n: int) -> list[Path]:
-    if out.suffix.lower() not in (".mp4", ".gif"):
-        raise ValueError(f"out: {out} must end in .mp4 or .gif")
-    if n == 1:
-        return [out]
-    return [out.with_name(f"{out.stem}-{i + 1}{out.suffix}") for i in range(n)]
+def video_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The request fields the shared options set: those given, and the size if asked for."""
+    names = ("seconds", "fps", "seed", "steps", "guidance", "sampler", "variations")
+    options = {k: getattr(args, k) for k in names if getattr(args, k, None) is not None}
+    if args.size is not None:
+        options["width"], options["height"] = args.size
+    elif args.aspect is not None:
+        options["width"], options["height"] = size_for(args.aspect, args.resolution)
+    return options
 
 
-def cmd_generate(args: argparse.Namespace) -> None:
-    request = request_from_args(args)
-    paths = output_paths(Path(args.out), request.variations)
+def run_request(args: argparse.Namespace, request: GenerationRequest) -> None:
+    """Moderate every prompt of ``request``, generate it with the model the options name and
+    save the videos. A refused prompt raises before any model loads."""
+    from tenku.safety.moderation import ensure_allowed
+    from tenku.safety.policy import load_policy
+    from tenku.safety.visible import VisibleOptions
+
+    policy = load_policy(args.policy)
+    for field, text in request.prompts():
+        ensure_allowed(text, policy, field=field)
+    suffixes = (".png",) if request.frames == 1 else (".mp4", ".gif")
+    paths = output_paths(Path(args.out), request.variations, suffixes)
     if args.threads is not None:
         import torch
 
         torch.set_num_threads(max(args.threads, 1))
-    from tenku.pipelines import TenkuPipeline
+    from tenku.pipelines.registry import load_backend
 
-    pipe = TenkuPipeline.from_pretrained(args.model, device=args.device)
-    videos = pipe.generate(request, progress=not args.quiet)
-    for video, path in zip(videos, paths, strict=True):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_video(path, video.frames, video.fps)
-        write_json(path.with_suffix(".json"), {**video.sidecar(), "video": path.name})
-        if not args.quiet:
-            print(f"{path} (seed {video.request.seed})", file=sys.stderr)
+    backend = load_backend(args.model, **backend_kwargs(args))
+    videos = backend.generate(request, progress=not args.quiet)
+    visible = VisibleOptions(enabled=not args.no_watermark)
+    save_videos(videos, paths, quiet=args.quiet, visible=visible)
+
+
+def cmd_generate(args: argparse.Namespace) -> None:
+    if args.from_json is not None:
+        recorded = json.loads(Path(args.from_json).read_text())["request"]
+        request = GenerationRequest(**recorded)
+    elif not args.prompt:
+        raise ValueError("prompt: give a prompt (or --from-json FILE)")
+    else:
+        request = GenerationRequest(args.prompt, **video_options(args))
+    run_request(args, request)
 
 
 def add_export_parser(commands: argparse._SubParsersAction, formatter: type) -> None:

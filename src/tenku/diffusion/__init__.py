@@ -22,7 +22,13 @@ from tenku.diffusion.flow import (
     sample_train_t,
     shift_time,
 )
-from tenku.diffusion.guidance import CFGDenoiser, drop_condition, guidance_interval
+from tenku.diffusion.guidance import (
+    CFGDenoiser,
+    MixedDenoiser,
+    drop_condition,
+    guidance_interval,
+    sdedit_start,
+)
 from tenku.diffusion.samplers import SAMPLERS, sample_dpmpp_2m, sample_euler, sample_heun
 
 __all__ = [
@@ -30,6 +36,7 @@ __all__ = [
     "CFGDenoiser",
     "Denoiser",
     "FlowLossInfo",
+    "MixedDenoiser",
     "drop_condition",
     "flow_loss",
     "flow_sigmas",
@@ -39,5 +46,6 @@ __all__ = [
     "sample_euler",
     "sample_heun",
     "sample_train_t",
+    "sdedit_start",
     "shift_time",
 ]

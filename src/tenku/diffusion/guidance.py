@@ -110,6 +110,44 @@ def guidance_interval(scale: float, *, t_min: float = 0.0, t_max: float = 1.0) -
     return schedule
 
 
+class MixedDenoiser:
+    """Two denoisers mixed per position: ``(1 - weight) * a(x, t) + weight * b(x, t)``.
+
+    ``weight`` broadcasts against the velocity, e.g. ``(1, 1, T, 1, 1)`` for one weight per latent
+    frame: blending two prompts along a clip, or switching storyboard cards mid-window. Where the
+    weight is 0 or 1 everywhere only one denoiser runs.
+    """
+
+    def __init__(self, a: Denoiser, b: Denoiser, weight: Tensor) -> None:
+        if float(weight.min()) < 0.0 or float(weight.max()) > 1.0:
+            raise ValueError("weight: must lie in [0, 1]")
+        self.a, self.b, self.weight = a, b, weight
+
+    def __call__(self, x: Tensor, t: Tensor, **extra: Any) -> Tensor:
+        if not bool(self.weight.any()):
+            return self.a(x, t, **extra)
+        if bool((self.weight == 1).all()):
+            return self.b(x, t, **extra)
+        w = self.weight.to(x.dtype)
+        return torch.lerp(self.a(x, t, **extra), self.b(x, t, **extra), w)
+
+
+def sdedit_start(
+    x0: Tensor, noise: Tensor, sigmas: Tensor, strength: float
+) -> tuple[Tensor, Tensor]:
+    """SDEdit (Meng et al. 2022) on a rectified flow: start from ``x0`` noised to ``strength``.
+
+    Returns ``(x, sigmas)``: ``x = (1 - s) * x0 + s * noise`` and the part of the grid below
+    ``s`` with ``s`` in front, so sampling spends only the steps that ``strength`` leaves.
+    ``strength`` 1 is plain sampling from noise; 0 returns ``x0`` with no step.
+    """
+    if not 0.0 <= strength <= 1.0:
+        raise ValueError(f"strength: {strength} is outside [0, 1]")
+    rest = sigmas[sigmas < strength]
+    grid = torch.cat([sigmas.new_tensor([strength]), rest])
+    return torch.lerp(x0, noise, strength), grid
+
+
 def drop_condition(
     mask_prob: float,
     batch: int,

@@ -1,0 +1,1 @@
+"""Safety and provenance: moderation, visible and invisible watermarks, C2PA signing."""

@@ -1,0 +1,182 @@
+"""The HTTP request bodies (OpenAI's Videos API fields plus tenku's extras) and the error type.
+
+Bodies arrive as JSON or as multipart forms (the ``openai`` package sends every create as
+multipart, nested extras flattened as ``blend[prompt]``, ``keyframes[0][at]``): both are read
+into one dict and checked by these models, which also document the API in ``/docs``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class ApiError(Exception):
+    """An error answered in OpenAI's shape: ``{"error": {message, type, param, code}}``."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        param: str | None = None,
+        code: str | None = None,
+        type: str = "invalid_request_error",
+    ) -> None:
+        super().__init__(message)
+        self.status, self.message, self.param, self.code, self.type = (
+            status,
+            message,
+            param,
+            code,
+            type,
+        )
+
+    def body(self) -> dict[str, Any]:
+        return {
+            "error": {
+                "message": self.message,
+                "type": self.type,
+                "param": self.param,
+                "code": self.code,
+            }
+        }
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ImageRef(_Body):
+    """An image given inline: a ``data:image/...;base64,...`` URL (OpenAI's ``image_url``)."""
+
+    image_url: str = Field(description="data URL of a PNG, JPEG or WebP image")
+
+
+class VideoRef(_Body):
+    """One of the caller's completed videos."""
+
+    id: str = Field(description="a completed video's id")
+
+
+class KeyframeIn(_Body):
+    """Given pixels on the timeline: an image, or a span of one of your videos."""
+
+    video_id: str | None = Field(None, description="a completed video of yours (a clip span)")
+    image_url: str | None = Field(None, description="an image as a data URL")
+    at: float = Field(0.0, description="seconds from the output's start to the first frame")
+    start: float = Field(0.0, description="clips: seconds into the source where the span starts")
+    end: float | None = Field(None, description="clips: where it ends (null: the clip's end)")
+
+
+class CardIn(_Body):
+    """A storyboard card: from ``at`` seconds on, the video follows ``prompt``."""
+
+    at: float
+    prompt: str
+    image_url: str | None = Field(None, description="optional image placed at ``at``")
+
+
+class BlendIn(_Body):
+    """Mix the prompt with a second one (and optionally two of your videos) along a curve."""
+
+    prompt: str
+    curve: list[float] = Field([0.0, 1.0], description="weight of the second prompt over time")
+    video_ids: list[str] = Field([], description="none, or two completed videos of yours")
+    strength: float = Field(0.7, description="how far the mixed videos are re-noised (0-1)")
+
+
+class TenkuExtras(_Body):
+    """tenku's fields beyond OpenAI's; each maps onto a ``GenerationRequest`` field."""
+
+    fps: float | None = Field(None, description="frames per second (default 8)")
+    seed: int | None = Field(None, description="random seed (default: random, recorded)")
+    steps: int | None = Field(None, description="sampler steps (default: the model's)")
+    guidance: float | None = Field(None, description="guidance scale (default: the model's)")
+    sampler: str | None = Field(None, description="ODE sampler (default: the model's)")
+    variations: int = Field(1, description="videos from seeds seed, seed+1, ... (content ?index=)")
+    aspect: str | None = Field(None, description="1:1, 16:9 or 9:16 with ``resolution``")
+    resolution: int | None = Field(None, description="short side in pixels, with ``aspect``")
+    loop: bool = Field(False, description="the last frame flows into the first")
+    input_reference_at: float = Field(0.0, description="seconds where input_reference goes")
+    keyframes: list[KeyframeIn] = Field([], description="images / clip spans on the timeline")
+    cards: list[CardIn] = Field([], description="a storyboard: prompts placed at times")
+    blend: BlendIn | None = Field(None, description="a second prompt mixed along a curve")
+
+
+class CreateVideoBody(TenkuExtras):
+    """``POST /v1/videos``: OpenAI's fields, then tenku's extras."""
+
+    prompt: str = Field(description="what the video shows")
+    model: str | None = Field(None, description="this server's model name, or any sora-* alias")
+    seconds: float | None = Field(None, description="duration in seconds (a number or string)")
+    size: str | None = Field(None, description="WIDTHxHEIGHT in pixels, multiples of 16")
+    input_reference: ImageRef | None = Field(
+        None, description="the first frame: a file (multipart) or {image_url: data URL} (JSON)"
+    )
+
+
+class RemixBody(_Body):
+    """``POST /v1/videos/{id}/remix`` and ``/v1/videos/edits``: re-make a video."""
+
+    prompt: str
+    video: VideoRef | None = Field(
+        None, description="edits: your video, or a video file (multipart); remix: in the path"
+    )
+    strength: float = Field(0.6, description="how far the source is re-noised (0 keeps it)")
+    seed: int | None = None
+
+
+class ExtendBody(_Body):
+    """``POST /v1/videos/extensions``: continue a video (or lead into it)."""
+
+    prompt: str
+    seconds: float = Field(description="length of the new part in seconds")
+    video: VideoRef | None = Field(None, description="your video, or a video file (multipart)")
+    direction: Literal["forward", "backward"] = Field(
+        "forward", description="forward: continue after the end; backward: lead into the start"
+    )
+    seed: int | None = None
+
+
+def unflatten(form: dict[str, Any]) -> dict[str, Any]:
+    """``{"a[b]": 1, "c[0][d]": 2}`` -> ``{"a": {"b": 1}, "c": [{"d": 2}]}`` (form fields).
+
+    A field whose value is JSON text of an object or list (``keyframes='[...]'``) is parsed.
+    """
+    import contextlib
+    import json
+    import re
+
+    root: dict[str, Any] = {}
+    for name, value in form.items():
+        parts = re.findall(r"[^\[\]]+|\[\]", name)
+        if not parts:
+            raise ApiError(400, f"{name!r}: not a field name", param=name)
+        if isinstance(value, str) and value[:1] in "[{":
+            with contextlib.suppress(ValueError):
+                value = json.loads(value)
+        node = root
+        for i, part in enumerate(parts):
+            last = i == len(parts) - 1
+            if last:
+                node[part] = value
+            else:
+                child = node.setdefault(part, {})
+                if not isinstance(child, dict):
+                    raise ApiError(400, f"{name}: conflicts with another field", param=parts[0])
+                node = child
+    return _lists(root)
+
+
+def _lists(node: Any) -> Any:
+    """Dicts keyed ``0..n-1`` (from ``x[0][...]`` fields) become lists."""
+    if not isinstance(node, dict):
+        return node
+    node = {k: _lists(v) for k, v in node.items()}
+    if node and all(k.isdigit() for k in node):
+        indices = sorted(int(k) for k in node)
+        if indices == list(range(len(indices))):
+            return [node[str(i)] for i in indices]
+    return node
