@@ -19,6 +19,9 @@ their ground truth; prompts are their canonical captions. For each task (issue 5
   which the object keeps its colour, shape and size (target >= 90%);
 - memory and time: peak RSS and wall time of fresh processes generating 4 s and ``--long`` s
   (target: memory within 10%, time linear in length).
+
+The ``truth_*`` rows apply the same measures to the rendered ground truth (the ceiling: 1.0
+means the measure itself reads the world correctly).
 """
 
 from __future__ import annotations
@@ -137,6 +140,10 @@ def bench_scenes(pipe: TenkuPipeline, items: list, tmp: Path) -> dict[str, float
 
     for i, (spec, prompt, truth) in enumerate(tqdm(items, desc="scenes", unit="scene")):
         obj = spec.objects[0]
+        # the ceiling: the same measures on the ground truth itself
+        add("truth_motion", motion_of(truth, obj.colour) == obj.motion)
+        add("truth_continues_identity", same_object(track_of(truth[17:], obj.colour), obj))
+        add("truth_continues_direction", direction(track_of(truth[17:], obj.colour)) == obj.motion)
         # image to video, beside text to video
         image = tmp / f"{i}.png"
         write_image(image, truth[0])
