@@ -132,29 +132,11 @@ def publish(
 
 
 def publish_video(
-    frames: np.ndarray,
-    fps: float,
-    path: str | os.PathLike[str],
-    *,
-    video_id: str,
-    model: str,
-    prompt: str,
-    ingredients: Sequence[Ingredient | str | os.PathLike[str]] = (),
-    visible: VisibleOptions = DEFAULT_VISIBLE,
-    **options: Any,
+    frames: np.ndarray, fps: float, path: str | os.PathLike[str], **options: Any
 ) -> Path:
-    """:func:`publish` returning only the path written (``options`` as :func:`publish`)."""
-    return publish(
-        frames,
-        fps,
-        path,
-        video_id=video_id,
-        model=model,
-        prompt=prompt,
-        ingredients=ingredients,
-        visible=visible,
-        **options,
-    ).path
+    """:func:`publish` returning only the path written (keyword ``options`` as :func:`publish`:
+    ``video_id``, ``model`` and ``prompt`` are required)."""
+    return publish(frames, fps, path, **options).path
 
 
 def request_ingredients(request: Any) -> tuple[Ingredient, ...]:
