@@ -11,15 +11,19 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from tenku.io import read_video
+from tenku.serve import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
@@ -148,3 +152,52 @@ def test_readme_retrain_recipe_runs_with_the_tiny_presets(tmp_path):
             ["bash", "-euo", "pipefail", "-c", f"{bin_dir}/{line}"], cwd=tmp_path, check=True
         )
     assert read_video(tmp_path / "ball.mp4").frames.shape == (9, 64, 64, 3)
+
+
+@pytest.mark.filterwarnings("ignore:The Sora API:DeprecationWarning")
+def test_readme_serve_example(tmp_path):
+    """The README's serve example as written: a plan, a key, `tenku serve` (on a free port
+    instead of 8000) and the `openai` client code, with the shipped model."""
+    (shell,) = [b for b in fenced_blocks("") if "tenku serve" in b]
+    (client_code,) = [b for b in fenced_blocks("") if "OpenAI(" in b]
+    lines = [line.split("#")[0].strip() for line in shell.strip().splitlines()]
+    tenku = str(Path(sys.executable).parent / "tenku")
+    token = None
+    for line in lines[:-1]:
+        done = subprocess.run(
+            [tenku, *shlex.split(line)[1:]],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        if found := re.search(r"tk-[\w-]+", done.stdout):
+            token = found.group(0)
+    assert token is not None, "`tenku keys create` printed no token"
+    port = free_port()
+    command = [tenku, *shlex.split(lines[-1].replace("8000", str(port)))[1:]]
+    server = subprocess.Popen(
+        command, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert server.poll() is None, server.stderr.read().decode() if server.stderr else ""
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/openapi.json", timeout=2)
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "tenku serve did not start in 120 s"
+                time.sleep(0.5)
+        cwd = Path.cwd()
+        try:
+            os.chdir(tmp_path)
+            code = client_code.replace("127.0.0.1:8000", f"127.0.0.1:{port}")
+            exec(compile(code, "README.md", "exec"), {"TOKEN": token})
+        finally:
+            os.chdir(cwd)
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+    video = read_video(tmp_path / "ball.mp4")
+    assert video.frames.shape == (33, 128, 128, 3) and video.fps == 8
