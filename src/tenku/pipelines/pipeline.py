@@ -187,10 +187,13 @@ class TenkuPipeline:
         }
         return cond, uncond
 
-    def latent_shape(self, request: GenerationRequest) -> tuple[int, int, int, int]:
+    def latent_shape(
+        self, request: GenerationRequest, frames: int | None = None
+    ) -> tuple[int, int, int, int]:
+        """``(C, T', H', W')`` of the request's latent, or of a window of ``frames`` frames."""
         cfg = self.vae.config
         return VideoVAE.latent_shape(
-            request.frames,
+            request.frames if frames is None else frames,
             request.height,
             request.width,
             cfg.latent_channels,
@@ -284,7 +287,7 @@ class TenkuPipeline:
         assert request.steps is not None
         strength, total = _strength(request), 0
         for start, end in plan.windows:
-            sigmas = self.sigmas((1, *self._shape(end - start, request)), request.steps)
+            sigmas = self.sigmas((1, *self.latent_shape(request, end - start)), request.steps)
             total += request.steps if strength == 1.0 else int((sigmas < strength).sum())
         return total + (request.steps if plan.bridge else 0)
 
@@ -308,6 +311,7 @@ class TenkuPipeline:
         total = per_video * len(seeds)
         bar = tqdm(total=total, desc="generate", unit="step", disable=not progress)
         timings: dict[str, float] = {}
+        texts: dict[str, tuple[dict[str, Tensor], dict[str, Tensor]]] = {}  # one pass a prompt
         videos = []
         for k, s in enumerate(seeds):  # one at a time: a seed gives the same video alone or not
 
@@ -316,10 +320,10 @@ class TenkuPipeline:
                 if callback is not None:
                     callback(k * per_video + done, total)
 
-            chunks = list(self.stream(request, plan, s, callback=on_step, timings=timings))
+            chunks = self.stream(request, plan, s, callback=on_step, timings=timings, texts=texts)
             videos.append(
                 GeneratedVideo(
-                    frames=np.concatenate(chunks),
+                    frames=np.concatenate(list(chunks)),
                     fps=request.fps,
                     request=replace(request, seed=s, variations=1),
                     model=self.name,
@@ -337,11 +341,13 @@ class TenkuPipeline:
         *,
         callback: Callable[[int], None] | None = None,
         timings: dict[str, float] | None = None,
+        texts: dict[str, tuple[dict[str, Tensor], dict[str, Tensor]]] | None = None,
     ) -> Iterator[np.ndarray]:
         """Yield the frames of one video ``(n, H, W, 3)`` uint8, window by window, in order.
 
         ``request`` must be resolved (:meth:`GenerationRequest.resolved`). Memory stays that of
         one window, whatever the length; a loop holds its frames back for the closing bridge.
+        ``texts`` caches encoded prompts (pass one dict for several seeds of one request).
         """
         timings = {} if timings is None else timings
         for key in ("text", "denoise", "decode"):
@@ -355,7 +361,7 @@ class TenkuPipeline:
             if callback is not None:
                 callback(done)
 
-        job = _Job(request, plan, seed, on_step, timings)
+        job = _Job(request, plan, seed, on_step, timings, {} if texts is None else texts)
         held: list[np.ndarray] = []
         tail: list[Given] = []
         for w, (start, end) in enumerate(plan.windows):
@@ -394,7 +400,7 @@ class TenkuPipeline:
         return np.concatenate([frames[:keep], bridged[5 : 5 + bridge]])
 
     def _text(self, job: _Job, prompt: str) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
-        """The transformer's text inputs for ``prompt`` (encoded once per job)."""
+        """The transformer's text inputs for ``prompt`` (encoded once, cached in ``job.texts``)."""
         if prompt not in job.texts:
             job.texts[prompt] = self.encode_prompt([prompt])
         return job.texts[prompt]
@@ -412,7 +418,7 @@ class TenkuPipeline:
         clock = time.perf_counter()
         timeline = Timeline([*plan.timeline.given, *tail])
         canvas, known = timeline.window(start, end)
-        shape = self._shape(end - start, request)
+        shape = self.latent_shape(request, end - start)
         context = mask = None
         if canvas is not None:
             context = self.encode_frames(canvas)
@@ -460,17 +466,6 @@ class TenkuPipeline:
         timings["decode"] += time.perf_counter() - clock
         return frames
 
-    def _shape(self, frames: int, request: GenerationRequest) -> tuple[int, int, int, int]:
-        cfg = self.vae.config
-        return VideoVAE.latent_shape(
-            frames,
-            request.height,
-            request.width,
-            cfg.latent_channels,
-            temporal=cfg.temporal_compression,
-            spatial=cfg.spatial_compression,
-        )
-
     def _latent_positions(self, start: int, end: int, total: int) -> np.ndarray:
         """Where each latent frame of window ``[start, end)`` sits in the video, in ``[0, 1]``."""
         centres = [start + (g.start + g.stop - 1) / 2 for g in latent_groups(end - start)]
@@ -486,7 +481,7 @@ class _Job:
     seed: int
     on_step: StepCallback
     timings: dict[str, float]
-    texts: dict[str, tuple[dict[str, Tensor], dict[str, Tensor]]] = field(default_factory=dict)
+    texts: dict[str, tuple[dict[str, Tensor], dict[str, Tensor]]]  # prompt -> (cond, uncond)
 
 
 def _strength(request: GenerationRequest) -> float:
