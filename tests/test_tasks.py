@@ -15,6 +15,7 @@ from tenku.pipelines.conditioning import (
     Timeline,
     fit_frames,
     latent_mask,
+    paste,
     plan_windows,
     resample_rate,
     weight_curve,
@@ -68,7 +69,8 @@ def test_latent_mask_and_hold_fill():
 def test_paste_is_exact_on_given_frames_and_carries_the_decoder_error_into_the_seam():
     given = np.full((1, 2, 2, 3), 100, np.uint8)
     decoded = np.full((12, 2, 2, 3), 90, np.uint8)  # the decoder is 10 levels off everywhere
-    out = Timeline([Given(given, 0)]).paste(decoded, 0, fade=8)
+    canvas, known = Timeline([Given(given, 0)]).window(0, len(decoded))
+    out = paste(decoded, canvas, known, fade=8)
     assert (out[0] == 100).all()
     steps = [int(out[i, 0, 0, 0]) for i in range(12)]
     assert steps[:3] == [100, 99, 98] and steps[8:] == [90] * 4  # fades out over 8 frames
@@ -119,9 +121,13 @@ def test_requests_round_trip_through_json_and_name_their_task():
 
 
 @pytest.fixture(scope="module")
-def pipe(tmp_path_factory):
-    folder = save_tiny_native(tmp_path_factory.mktemp("model") / "tiny")
-    return TenkuPipeline.from_pretrained(folder, text_encoder=default_text_encoder())
+def model_dir(tmp_path_factory):
+    return save_tiny_native(tmp_path_factory.mktemp("model") / "tiny")
+
+
+@pytest.fixture(scope="module")
+def pipe(model_dir):
+    return TenkuPipeline.from_pretrained(model_dir, text_encoder=default_text_encoder())
 
 
 @pytest.fixture(scope="module")
@@ -241,16 +247,16 @@ def test_image_is_one_frame(pipe, tmp_path):
     assert main(["image", "a cube", "-o", str(tmp_path / "x.mp4"), "--size", "64x64"]) == 2
 
 
-def test_cli_task_writes_a_video_whose_sidecar_regenerates_it(pipe, clip, tmp_path, monkeypatch):
-    monkeypatch.setattr(TenkuPipeline, "from_pretrained", classmethod(lambda cls, *a, **k: pipe))
+def test_cli_task_writes_a_video_whose_sidecar_regenerates_it(model_dir, clip, tmp_path):
     path, _ = clip
     out = tmp_path / "ext.mp4"
     args = ["extend", "a ball", path, "--by", "1", "--steps", "2", "--seed", "4", "-o", str(out)]
-    assert main([*args, "--quiet"]) == 0
+    assert main([*args, "--model", str(model_dir), "--quiet"]) == 0
     sidecar = json.loads(out.with_suffix(".json").read_text())
     assert sidecar["request"]["keyframes"][0]["path"] == path and sidecar["frames"] == 25
     again = tmp_path / "again.mp4"
-    assert main(["generate", "--from-json", str(out.with_suffix(".json")), "-o", str(again)]) == 0
+    replay = ["generate", "--from-json", str(out.with_suffix(".json")), "-o", str(again)]
+    assert main([*replay, "--model", str(model_dir), "--quiet"]) == 0
     np.testing.assert_array_equal(read_video(again).frames, read_video(out).frames)
 
 

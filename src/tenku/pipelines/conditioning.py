@@ -18,11 +18,12 @@ Policies, stated once:
 - **Exact pixels**: given frames are pasted into the output as they are, so a user's own footage
   comes back untouched (extend, connect, fill); only the frames between are generated. The
   decoder's error on the given frames is carried into the generated frames next to them,
-  fading over a second, so that the seam shows no jump (:meth:`Timeline.paste`).
+  fading over a second, so that the seam shows no jump (:func:`paste`).
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -30,7 +31,7 @@ import numpy as np
 from PIL import Image
 
 from tenku.io import read_image, read_video
-from tenku.pipelines.request import GenerationRequest, Keyframe
+from tenku.pipelines.request import GenerationRequest, Keyframe, is_image_path
 
 SEAM_FADE = 8  # frames over which a seam's correction fades out (1 s at 8 fps)
 
@@ -60,12 +61,12 @@ def resample_rate(frames: np.ndarray, source_fps: float, fps: float) -> np.ndarr
     return frames[index]
 
 
-def load_frames(path: str, *, width: int, height: int, fps: float) -> np.ndarray:
-    """An image (one frame) or a whole video, fitted to the size and resampled to ``fps``."""
-    if Keyframe(path).is_image:
-        return fit_frames(read_image(path)[None], width, height)
+def read_frames(path: str, fps: float) -> np.ndarray:
+    """An image (one frame) or a whole video resampled to ``fps``, at its own size."""
+    if is_image_path(path):
+        return read_image(path)[None]
     video = read_video(path)
-    return fit_frames(resample_rate(video.frames, video.fps, fps), width, height)
+    return resample_rate(video.frames, video.fps, fps)
 
 
 @dataclass
@@ -81,14 +82,21 @@ class Given:
 
 
 def place_keyframe(
-    keyframe: Keyframe, *, width: int, height: int, fps: float, total: int, name: str
+    keyframe: Keyframe,
+    frames: np.ndarray,
+    *,
+    width: int,
+    height: int,
+    fps: float,
+    total: int,
+    name: str,
 ) -> Given:
-    """Read, fit and cut a keyframe and put it on a timeline of ``total`` frames.
+    """Cut a keyframe's span out of its source ``frames`` (from :func:`read_frames`), fit it
+    and put it on a timeline of ``total`` frames.
 
     A keyframe at the request's last second lands on the last frame; a clip running past the
     end is cut there.
     """
-    frames = load_frames(keyframe.path, width=width, height=height, fps=fps)
     if not keyframe.is_image:
         first = round(keyframe.start * fps)
         last = len(frames) if keyframe.end is None else round(keyframe.end * fps) + 1
@@ -97,7 +105,7 @@ def place_keyframe(
             raise ValueError(f"{name}.start: {keyframe.start} is past the clip's {duration:g} s")
         frames = frames[first:last]
     at = min(round(keyframe.at * fps), total - 1)
-    return Given(frames[: total - at], at)
+    return Given(fit_frames(frames[: total - at], width, height), at)
 
 
 def latent_groups(frames: int, temporal: int = 4) -> list[range]:
@@ -155,34 +163,37 @@ class Timeline:
             canvas = canvas[nearest]
         return canvas, known
 
-    def paste(self, frames: np.ndarray, start: int, fade: int = SEAM_FADE) -> np.ndarray:
-        """Decoded ``frames`` (output frames ``start ...``) with every given frame put back.
 
-        Given frames are pasted exactly. The generated frames next to them take the
-        difference between the given pixels and their decoded version, fading to nothing over
-        ``fade`` frames on each side (and shared by weight between two near givens): the
-        decoder's small colour and sharpness errors then carry no jump into the seam.
-        """
-        canvas, known = self.window(start, start + len(frames))
-        if canvas is None:
-            return frames
-        out = frames.astype(np.float32)
-        residual = canvas.astype(np.float32) - out
-        given = np.flatnonzero(known)
-        for j in np.flatnonzero(~known):
-            before, after = given[given < j], given[given > j]
-            weights = []
-            if len(before):
-                weights.append((before[-1], max(0.0, 1 - (j - before[-1]) / fade)))
-            if len(after):
-                weights.append((after[0], max(0.0, 1 - (after[0] - j) / fade)))
-            total = sum(w for _, w in weights)
-            norm = max(total, 1.0)
-            for k, w in weights:
-                if w > 0:
-                    out[j] += residual[k] * (w / norm)
-        out[known] = canvas[known]
-        return np.clip(np.round(out), 0, 255).astype(np.uint8)
+def paste(
+    frames: np.ndarray, canvas: np.ndarray | None, known: np.ndarray, fade: int = SEAM_FADE
+) -> np.ndarray:
+    """Decoded ``frames`` with every given frame put back (``canvas``, ``known`` as
+    :meth:`Timeline.window` gives them for the same frames).
+
+    Given frames are pasted exactly. The generated frames next to them take the difference
+    between the given pixels and their decoded version, fading to nothing over ``fade`` frames
+    on each side (and shared by weight between two near givens): the decoder's small colour
+    and sharpness errors then carry no jump into the seam.
+    """
+    if canvas is None:
+        return frames
+    out = frames.astype(np.float32)
+    residual = canvas.astype(np.float32) - out
+    given = np.flatnonzero(known)
+    for j in np.flatnonzero(~known):
+        before, after = given[given < j], given[given > j]
+        weights = []
+        if len(before):
+            weights.append((before[-1], max(0.0, 1 - (j - before[-1]) / fade)))
+        if len(after):
+            weights.append((after[0], max(0.0, 1 - (after[0] - j) / fade)))
+        total = sum(w for _, w in weights)
+        norm = max(total, 1.0)
+        for k, w in weights:
+            if w > 0:
+                out[j] += residual[k] * (w / norm)
+    out[known] = canvas[known]
+    return np.clip(np.round(out), 0, 255).astype(np.uint8)
 
 
 def latent_mask(known: np.ndarray, temporal: int = 4) -> np.ndarray:
@@ -228,22 +239,25 @@ class Plan:
 def make_plan(request: GenerationRequest, *, window_frames: int, overlap_frames: int) -> Plan:
     """Read and fit every source ``request`` names, and cut its timeline into windows."""
     total, size = request.frames, {"width": request.width, "height": request.height}
+    read = functools.cache(lambda path: read_frames(path, request.fps))  # fill, recut: one read
+    placed = [(f"keyframes[{i}]", k) for i, k in enumerate(request.keyframes)]
+    placed += [
+        (f"cards[{i}]", Keyframe(card.image, at=card.at))
+        for i, card in enumerate(request.cards)
+        if card.image is not None
+    ]
     timeline = Timeline()
-    for i, keyframe in enumerate(request.keyframes):
-        name = f"keyframes[{i}]"
-        timeline.add(place_keyframe(keyframe, **size, fps=request.fps, total=total, name=name))
-    for i, card in enumerate(request.cards):
-        if card.image is not None:
-            image = Keyframe(card.image, at=card.at)
-            timeline.add(
-                place_keyframe(image, **size, fps=request.fps, total=total, name=f"cards[{i}]")
-            )
+    for name, keyframe in placed:
+        frames = read(keyframe.path)
+        timeline.add(
+            place_keyframe(keyframe, frames, **size, fps=request.fps, total=total, name=name)
+        )
     sources: list[str] = []
     if request.remix is not None:
         sources = [request.remix.path]
     elif request.blend is not None:
         sources = list(request.blend.videos)
-    videos = [fit_length(load_frames(path, **size, fps=request.fps), total) for path in sources]
+    videos = [fit_length(fit_frames(read(path), **size), total) for path in sources]
     bridge = request.loop_bridge if request.loop else 0  # checked long enough by the request
     windows = plan_windows(total, window_frames, overlap_frames)
     return Plan(total, windows, timeline, videos, bridge)

@@ -42,6 +42,7 @@ from tenku.pipelines.conditioning import (
     latent_groups,
     latent_mask,
     make_plan,
+    paste,
     prompt_at,
     weight_curve,
 )
@@ -462,7 +463,7 @@ class TenkuPipeline:
         )
         timings["denoise"] += time.perf_counter() - clock
         clock = time.perf_counter()
-        frames = timeline.paste(self.decode(latents)[0], start)
+        frames = paste(self.decode(latents)[0], canvas, known)
         timings["decode"] += time.perf_counter() - clock
         return frames
 

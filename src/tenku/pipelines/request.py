@@ -27,7 +27,7 @@ from tenku.diffusion.samplers import SAMPLERS
 
 ASPECTS = {"1:1": (1, 1), "16:9": (16, 9), "9:16": (9, 16)}
 LIMITS = {
-    "seconds": (0.0, 120.0),  # 0: one frame (an image); over WINDOW_SECONDS: generated in windows
+    "seconds": (0.0, 120.0),  # 0: one frame (an image); past one window: made in windows
     "fps": (1.0, 30.0),
     "width": (64, 1280),  # open-weight models' native sizes (832x480, 768x512, 720x480) fit
     "height": (64, 1280),
@@ -41,6 +41,11 @@ LIMITS = {
 }
 MAX_SEED = 2**63 - 1
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+
+
+def is_image_path(path: str | object) -> bool:
+    """Whether a source path names a still image (by its suffix) rather than a video."""
+    return str(path).lower().endswith(IMAGE_SUFFIXES)
 
 
 def size_for(aspect: str, resolution: int) -> tuple[int, int]:
@@ -101,7 +106,7 @@ class Keyframe:
 
     @property
     def is_image(self) -> bool:
-        return self.path.lower().endswith(IMAGE_SUFFIXES)
+        return is_image_path(self.path)
 
     def validate(self, name: str, seconds: float) -> None:
         _check_path(f"{name}.path", self.path)

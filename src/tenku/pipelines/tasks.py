@@ -36,7 +36,15 @@ from typing import Any
 from PIL import Image
 
 from tenku.io import probe
-from tenku.pipelines.request import LIMITS, Blend, Card, GenerationRequest, Keyframe, Remix
+from tenku.pipelines.request import (
+    LIMITS,
+    Blend,
+    Card,
+    GenerationRequest,
+    Keyframe,
+    Remix,
+    is_image_path,
+)
 
 
 def source_info(path: str | Path) -> dict[str, float]:
@@ -47,7 +55,7 @@ def source_info(path: str | Path) -> dict[str, float]:
     path = Path(path)
     if not path.exists():
         raise ValueError(f"source: {path} does not exist")
-    if Keyframe(str(path)).is_image:
+    if is_image_path(path):
         try:
             with Image.open(path) as image:
                 width, height = image.size
