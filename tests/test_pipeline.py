@@ -8,9 +8,7 @@ import torch
 
 from tenku.cli import main
 from tenku.io import read_video
-from tenku.models.text import default_text_encoder
 from tenku.pipelines import GenerationRequest, TenkuPipeline, frames_for, size_for
-from tenku.pipelines.tiny import save_tiny_native
 
 
 @pytest.mark.parametrize(
@@ -43,17 +41,6 @@ def test_frames_and_sizes():
         size_for("4:3", 128)
     with pytest.raises(ValueError, match="resolution"):
         size_for("1:1", 100)
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    """A model folder with tiny random weights, as `tenku export` writes it."""
-    return save_tiny_native(tmp_path_factory.mktemp("model") / "tiny")
-
-
-@pytest.fixture(scope="module")
-def pipe(model_dir):
-    return TenkuPipeline.from_pretrained(model_dir, text_encoder=default_text_encoder())
 
 
 REQUEST = GenerationRequest("a red ball bounces", seconds=1, width=64, height=64, steps=3, seed=5)

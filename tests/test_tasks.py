@@ -8,8 +8,7 @@ import pytest
 
 from tenku.cli import main
 from tenku.io import read_video, write_image, write_video
-from tenku.models.text import default_text_encoder
-from tenku.pipelines import GenerationRequest, TenkuPipeline, tasks
+from tenku.pipelines import GenerationRequest, tasks
 from tenku.pipelines.conditioning import (
     Given,
     Timeline,
@@ -21,7 +20,6 @@ from tenku.pipelines.conditioning import (
     weight_curve,
 )
 from tenku.pipelines.request import Blend, Card, Keyframe, Remix
-from tenku.pipelines.tiny import save_tiny_native
 
 SIZE = {"width": 64, "height": 64, "steps": 2, "seed": 3}
 
@@ -118,16 +116,6 @@ def test_requests_round_trip_through_json_and_name_their_task():
 
 
 # ----------------------------------------------------------------------------- pipeline
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    return save_tiny_native(tmp_path_factory.mktemp("model") / "tiny")
-
-
-@pytest.fixture(scope="module")
-def pipe(model_dir):
-    return TenkuPipeline.from_pretrained(model_dir, text_encoder=default_text_encoder())
 
 
 @pytest.fixture(scope="module")
