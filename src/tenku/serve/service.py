@@ -295,11 +295,7 @@ class VideoService:
             request = GenerationRequest(**fields)
         except ValueError as error:
             raise request_error(error, rename) from error
-        texts = [("prompt", request.prompt)]
-        if request.blend is not None:
-            texts.append(("blend.prompt", request.blend.prompt))
-        texts += [(f"cards[{i}].prompt", c.prompt) for i, c in enumerate(request.cards)]
-        for field, text in texts:
+        for field, text in request.prompts():
             try:
                 ensure_allowed(text, field=field)
             except ModerationError as error:
