@@ -257,4 +257,9 @@ def test_cli_task_bad_input_names_the_field_and_writes_nothing(clip, tmp_path, c
     assert "remix.strength: 2.0 is outside [0.0, 1.0]" in capsys.readouterr().err
     assert main(["fill", "a ball", path, "--span", "1.5:0.5", "-o", str(out)]) == 2
     assert "start, end" in capsys.readouterr().err
+    assert main(["blend", "a red ball", "a decapitation", "-o", str(out)]) == 2
+    assert "blend.prompt: refused (graphic violence)" in capsys.readouterr().err
+    card = ["--card", "0", "a red ball", "--card", "2", "a decapitation"]
+    assert main(["storyboard", *card, "-o", str(out)]) == 2
+    assert "cards[1].prompt: refused (graphic violence)" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
