@@ -35,8 +35,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from tenku.io import read_image, read_video
+from tenku.io import read_image
 from tenku.pipelines.backend import Backend, BackendOptions, Plan, sdpa_kernel
+from tenku.pipelines.conditioning import fit_frames, fit_length, read_frames
 from tenku.pipelines.pipeline import GeneratedVideo, StepCallback
 from tenku.pipelines.request import GenerationRequest
 
@@ -99,25 +100,20 @@ def family_of(path: str | Path) -> tuple[str, str]:
 
 
 def fit_image(image: np.ndarray, width: int, height: int) -> Any:
-    """uint8 ``(H, W, 3)`` scaled to cover ``width x height``, centre-cropped, as a PIL image."""
+    """uint8 ``(H, W, 3)`` scaled to cover ``width x height``, centre-cropped, as a PIL image
+    (the native pipeline's fit: :func:`tenku.pipelines.conditioning.fit_frames`)."""
     from PIL import Image
 
-    pil = Image.fromarray(image)
-    scale = max(width / pil.width, height / pil.height)
-    size = (max(width, round(pil.width * scale)), max(height, round(pil.height * scale)))
-    pil = pil.resize(size, Image.Resampling.BICUBIC)
-    left, top = (size[0] - width) // 2, (size[1] - height) // 2
-    return pil.crop((left, top, left + width, top + height))
+    return Image.fromarray(fit_frames(image[None], width, height)[0])
 
 
 def fit_video(path: str, plan: Plan) -> list[Any]:
     """A source video resampled to the plan's fps (nearest frame), ``plan.frames`` long (the
     last frame held if the source is shorter) and fitted to its size: a list of PIL images."""
-    video = read_video(path, fps=plan.fps)
-    index = np.minimum(
-        np.round(np.arange(plan.frames) * video.fps / plan.fps).astype(int), video.num_frames - 1
-    )
-    return [fit_image(video.frames[i], plan.width, plan.height) for i in index]
+    from PIL import Image
+
+    frames = fit_frames(read_frames(path, plan.fps), plan.width, plan.height)
+    return [Image.fromarray(frame) for frame in fit_length(frames, plan.frames)]
 
 
 def to_uint8(frames: np.ndarray) -> np.ndarray:
