@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import subprocess
 import sys
 import tempfile
@@ -42,6 +41,7 @@ from tenku.eval.metrics import classify_motion
 from tenku.eval.perception import perceive
 from tenku.io import write_image, write_video
 from tenku.pipelines import GenerationRequest, TenkuPipeline, tasks
+from tenku.safety.invisible import psnr
 from tenku.world.captions import describe
 from tenku.world.render import render
 from tenku.world.rules import COLOURS
@@ -72,11 +72,6 @@ rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
 print(json.dumps({{"seconds": {seconds}, "wall_s": wall, "peak_rss_gb": rss,
                   "frames": len(video.frames)}}))
 """
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return math.inf if mse == 0 else 10 * math.log10(255.0**2 / mse)
 
 
 def steps(frames: np.ndarray) -> np.ndarray:
