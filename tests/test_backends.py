@@ -15,10 +15,10 @@ import torch
 from tenku.cli import main
 from tenku.io import read_video, write_image, write_video
 from tenku.pipelines import GenerationRequest, TenkuPipeline
-from tenku.pipelines.backend import BackendOptions, NativeBackend, frames_at, snap
+from tenku.pipelines.backend import BackendOptions, NativeBackend, snap
 from tenku.pipelines.diffusers_backend import fit_image, fit_video
 from tenku.pipelines.registry import installed_models, load_backend, resolve_model
-from tenku.pipelines.request import Keyframe, Remix
+from tenku.pipelines.request import Keyframe, Remix, frames_for
 from tenku.pipelines.tiny import save_tiny
 
 PROMPT = "a red ball bounces on a white background"
@@ -180,8 +180,8 @@ def test_requests_map_onto_each_backends_rules(backends):
         backends["wan"].plan(request(sampler="euler"))
     with pytest.raises(ValueError, match=r"remix.strength: 0.2 leaves no sampler step of 2"):
         cog.plan(request(remix=Remix("clip.mp4", strength=0.2)))
-    assert frames_at(5.0, 16.0, 4) == 81 and frames_at(0.0, 24.0, 8) == 1
-    assert frames_at(6.0, 8.0, 8) == 49 and snap(80, 32) == 96 and snap(48, 32) == 64
+    assert frames_for(5.0, 16.0, 4) == 81 and frames_for(0.0, 24.0, 8) == 1
+    assert frames_for(6.0, 8.0, 8) == 49 and snap(80, 32) == 96 and snap(48, 32) == 64
 
 
 @pytest.mark.parametrize(

@@ -27,7 +27,7 @@ from typing import Any
 import torch
 
 from tenku.pipelines.pipeline import GeneratedVideo, StepCallback, TenkuPipeline
-from tenku.pipelines.request import LIMITS, GenerationRequest
+from tenku.pipelines.request import LIMITS, GenerationRequest, frames_for
 
 TASKS = (
     "text-to-video",
@@ -119,13 +119,6 @@ class Plan:
     seeds: tuple[int, ...]  # one per video: request.seed, request.seed + 1, ...
 
 
-def frames_at(seconds: float, fps: float, multiple: int) -> int:
-    """Frames of ``seconds`` at ``fps`` under the rule ``1 + multiple * k`` (0 s: one frame)."""
-    if seconds == 0:
-        return 1
-    return 1 + multiple * max(1, round(seconds * fps / multiple))
-
-
 def snap(value: int, multiple: int) -> int:
     """``value`` rounded to the nearest multiple of ``multiple`` (ties up), at least one step."""
     return max(multiple, (value + multiple // 2) // multiple * multiple)
@@ -157,7 +150,7 @@ class Backend(ABC):
         """Map ``request`` onto this backend (see :class:`Plan`); raise ValueError if it can't."""
         self.check_task(request)
         fps = request.fps if self.fps is None else self.fps
-        frames = frames_at(request.seconds, fps, self.frame_multiple)
+        frames = frames_for(request.seconds, fps, self.frame_multiple)
         if self.max_frames is not None and frames > self.max_frames:
             longest = (self.max_frames - 1) / fps
             raise ValueError(

@@ -66,15 +66,16 @@ def size_for(aspect: str, resolution: int) -> tuple[int, int]:
     return (long, resolution) if a >= b else (resolution, long)
 
 
-def frames_for(seconds: float, fps: float) -> int:
-    """Frames of a clip of ``seconds`` at ``fps``: the nearest ``1 + 4k`` to ``seconds * fps + 1``.
+def frames_for(seconds: float, fps: float, multiple: int = 4) -> int:
+    """Frames of a clip of ``seconds`` at ``fps``: the nearest ``1 + multiple * k`` to
+    ``seconds * fps + 1`` (the native VAE's rule is ``1 + 4k``; other models use 8).
 
     4 s at 8 fps is 33 frames (4.0 s of motion between the first and last frame); 0 s is one
     frame (an image).
     """
     if seconds == 0:
         return 1
-    return 1 + 4 * max(1, round(seconds * fps / 4))
+    return 1 + multiple * max(1, round(seconds * fps / multiple))
 
 
 def _check_range(name: str, value: float, low: float, high: float) -> None:
