@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 import os
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -23,6 +22,8 @@ import av
 import numpy as np
 from av.video.reformatter import ColorRange, Colorspace
 from PIL import Image
+
+from tenku.io.files import atomic_path
 
 WRITE_SUFFIXES = (".mp4", ".mov", ".gif", ".png")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -246,25 +247,6 @@ def _check_array(name: str, array: Any, *, ndim: int) -> np.ndarray:
     if 0 in array.shape:
         raise VideoWriteError(f"{name}: expected a non-empty array, got shape {array.shape}")
     return array
-
-
-@contextmanager
-def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a hidden temp path beside ``path``; move it onto ``path`` if the body succeeds.
-
-    On any failure the temp file is removed and ``path`` is left as it was.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}{path.suffix}")
-    try:
-        yield tmp
-        with tmp.open("rb") as written:
-            os.fsync(written.fileno())
-        tmp.replace(path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def _rgb_to_yuv(rgb: np.ndarray) -> av.VideoFrame:

@@ -1,0 +1,28 @@
+"""Atomic file writes: the one helper every writer in tenku uses (no video dependencies)."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a hidden temp path beside ``path``; move it onto ``path`` if the body succeeds.
+
+    On any failure the temp file is removed and ``path`` is left as it was.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}{path.suffix}")
+    try:
+        yield tmp
+        with tmp.open("rb") as written:
+            os.fsync(written.fileno())
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
