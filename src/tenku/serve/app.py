@@ -24,11 +24,20 @@ from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tenku import __version__
 from tenku.serve.convert import MAX_UPLOAD_BYTES, video_object
-from tenku.serve.schemas import ApiError, CreateVideoBody, ExtendBody, RemixBody, unflatten
+from tenku.serve.schemas import (
+    ApiError,
+    CreateVideoBody,
+    ErrorBody,
+    ExtendBody,
+    RemixBody,
+    loads,
+    unflatten,
+)
 from tenku.serve.service import VideoService
 from tenku.serve.store import ApiKey
 
@@ -44,6 +53,38 @@ OpenAI's Videos API, served by tenku: point the `openai` package's `base_url` at
 remix / extend / create_and_poll` work unchanged. tenku's extra fields (`fps`, `seed`, `steps`,
 `variations`, `loop`, `keyframes`, `cards`, `blend`, ...) are documented on `POST /v1/videos`;
 see docs/api.md for examples."""
+
+
+class CatchAll:
+    """Answer any exception the app lets out with a 500 in OpenAI's error shape.
+
+    Outermost of the app's middleware, so no exception reaches Starlette's
+    ``ServerErrorMiddleware`` or uvicorn: both re-raise or close the connection, which would
+    break the client's next request on the same keep-alive connection.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def watched(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watched)
+        except Exception:
+            log.exception("unhandled error in %s %s", scope["method"], scope["path"])
+            if started:  # a streamed response broke off: nothing more can be said on it
+                return
+            crash = ApiError(500, "internal error", type="server_error")
+            await _error_response(crash)(scope, receive, send)
 
 
 class BodyLimit:
@@ -88,7 +129,7 @@ async def read_body(
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if kind == "application/json":
         try:
-            body = json.loads(await request.body())
+            body = loads(await request.body(), "body")
         except (ValueError, UnicodeDecodeError) as error:
             raise ApiError(400, f"body: not valid JSON ({error})"[:200]) from error
         if not isinstance(body, dict):
@@ -119,7 +160,29 @@ async def read_body(
 
 
 def _error_response(error: ApiError) -> JSONResponse:
-    return JSONResponse(error.body(), status_code=error.status)
+    return JSONResponse(error.body(), status_code=error.status, headers=error.headers)
+
+
+ERROR_STATUSES = {
+    400: "bad input: a parameter or body field, named in `param`",
+    401: "missing or unknown API key",
+    404: "no such video of yours",
+    413: "the request body is over the size limit",
+    429: "a plan limit: size, seconds, videos per period or jobs at once (`param`)",
+}
+
+
+def _error_statuses(path: str, method: str, operation: dict[str, Any]) -> list[int]:
+    """The error statuses a public route answers, from its shape."""
+    statuses = [401]  # every /v1 route authenticates
+    queries = [p for p in operation.get("parameters", ()) if p["in"] == "query"]
+    if queries or method == "post":
+        statuses.append(400)
+    if "{video_id}" in path:
+        statuses.append(404)
+    if method == "post":
+        statuses += [413, 429]
+    return sorted(statuses)
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:
@@ -145,6 +208,29 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
             "required": True,
             "content": {"application/json": ref, "multipart/form-data": ref},
         }
+    components["ErrorBody"] = ErrorBody.model_json_schema(
+        ref_template="#/components/schemas/{model}"
+    )
+    components.update(components["ErrorBody"].pop("$defs", {}))
+    components.pop("HTTPValidationError", None)  # FastAPI's 422: answered as 400 here
+    components.pop("ValidationError", None)
+    error_ref = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}
+    for path, operations in schema["paths"].items():
+        for method, operation in operations.items():
+            responses = operation["responses"]
+            responses.pop("422", None)
+            for status in _error_statuses(path, method, operation):
+                responses[str(status)] = {
+                    "description": ERROR_STATUSES[status],
+                    "content": error_ref,
+                }
+            if "429" in responses:
+                responses["429"]["headers"] = {
+                    "Retry-After": {
+                        "description": "seconds until the quota or a job slot frees up",
+                        "schema": {"type": "integer"},
+                    }
+                }
     app.openapi_schema = schema
     return schema
 
@@ -158,6 +244,7 @@ def create_app(service: VideoService, *, worker_token: str | None = None) -> Fas
     app = FastAPIOffline(title="tenku", version=__version__, description=DESCRIPTION)
     app.state.service = service
     app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES)
+    app.add_middleware(CatchAll)  # added last: the outermost
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
 
     @app.exception_handler(ApiError)
@@ -171,14 +258,19 @@ def create_app(service: VideoService, *, worker_token: str | None = None) -> Fas
         return _error_response(ApiError(400, f"{param}: {first['msg']}", param=param))
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(_: Request, error: StarletteHTTPException) -> JSONResponse:
+    async def http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
         code = "not_found" if error.status_code == 404 else None
-        return _error_response(ApiError(error.status_code, str(error.detail), code=code))
-
-    @app.exception_handler(Exception)
-    async def crash(_: Request, error: Exception) -> JSONResponse:
-        log.exception("unhandled error")
-        return _error_response(ApiError(500, "internal error", type="server_error"))
+        headers = dict(error.headers or {})
+        if error.status_code == 405:  # Allow: every method of the path, not only one route's
+            methods = {
+                method
+                for route in app.routes
+                if isinstance(route, Route) and route.matches(request.scope)[0] != Match.NONE
+                for method in route.methods or ()
+            }
+            headers["Allow"] = ", ".join(sorted(methods))
+        shaped = ApiError(error.status_code, str(error.detail), code=code, headers=headers)
+        return _error_response(shaped)
 
     def caller(request: Request) -> ApiKey:
         return service.authenticate(request.headers.get("authorization"))

@@ -16,7 +16,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from tenku.pipelines.request import GenerationRequest
-from tenku.serve.schemas import ApiError
+from tenku.serve.schemas import ApiError, printable
 
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024  # an image upload, or a whole request body
 MAX_IMAGE_PIXELS = 4096 * 4096
@@ -28,7 +28,7 @@ def validation_error(error: ValidationError) -> ApiError:
     param = ""
     for part in first["loc"]:
         param += f"[{part}]" if isinstance(part, int) else f".{part}" if param else str(part)
-    param = param or None
+    param = param or "body"  # a field name that is itself bad (a lone surrogate) has no loc
     return ApiError(400, f"{param}: {first['msg']}", param=param, code="invalid_value")
 
 
@@ -44,11 +44,19 @@ def request_error(error: ValueError, rename: dict[str, str]) -> ApiError:
 
 
 def video_object(job: dict[str, Any]) -> dict[str, Any]:
-    """A job as OpenAI's video object (plus tenku's ``variations`` and ``task``)."""
-    info = job["info"]
+    """A job as OpenAI's video object (plus tenku's ``variations`` and ``task``).
+
+    Its texts are made printable: a job stored before bodies were checked for lone
+    surrogates must still list, retrieve and stream.
+    """
+    info = {k: printable(v) if isinstance(v, str) else v for k, v in job["info"].items()}
     error = job["error"]
     if error is not None:
-        error = {**error, "param": None, "type": "generation_error"}
+        error = {
+            **{k: printable(v) if isinstance(v, str) else v for k, v in error.items()},
+            "param": None,
+            "type": "generation_error",
+        }
     return {
         "id": job["id"],
         "object": "video",

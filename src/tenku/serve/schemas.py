@@ -7,9 +7,37 @@ into one dict and checked by these models, which also document the API in ``/doc
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import contextlib
+import json
+import re
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic_core import PydanticCustomError
+
+MAX_DEPTH = 32  # nesting of objects and lists in a body (the deepest real one is 4)
+SURROGATE = re.compile("[\ud800-\udfff]")  # in a str, always unpaired: not encodable as UTF-8
+
+
+def printable(text: str) -> str:
+    """``text`` with any lone surrogate replaced by U+FFFD, so it can be written as UTF-8."""
+    return SURROGATE.sub("\ufffd", text)
+
+
+def _unicode(text: str) -> str:
+    found = SURROGATE.search(text)
+    if found:
+        raise PydanticCustomError(
+            "unicode",
+            "contains a lone surrogate (U+{code}), which is not valid Unicode text",
+            {"code": f"{ord(found.group()):04X}"},
+        )
+    return text
+
+
+# Every string field of a body: JSON's "\ud800" escape decodes to a lone surrogate, which
+# nothing downstream can encode (the response, the text encoder), so it is refused here.
+Text = Annotated[str, AfterValidator(_unicode)]
 
 
 class ApiError(Exception):
@@ -23,7 +51,10 @@ class ApiError(Exception):
         param: str | None = None,
         code: str | None = None,
         type: str = "invalid_request_error",
+        headers: dict[str, str] | None = None,
     ) -> None:
+        message = printable(message)  # it may quote the caller's input
+        param = None if param is None else printable(param)
         super().__init__(message)
         self.status, self.message, self.param, self.code, self.type = (
             status,
@@ -32,6 +63,7 @@ class ApiError(Exception):
             code,
             type,
         )
+        self.headers = headers or {}  # e.g. Retry-After on a 429
 
     def body(self) -> dict[str, Any]:
         return {
@@ -44,6 +76,21 @@ class ApiError(Exception):
         }
 
 
+class ErrorDetail(BaseModel):
+    """What went wrong; ``param`` names the request field (or the plan limit) concerned."""
+
+    message: str
+    type: str = Field(description="invalid_request_error, rate_limit_error or server_error")
+    param: str | None
+    code: str | None
+
+
+class ErrorBody(BaseModel):
+    """Every error response: OpenAI's shape (the schema of each 4xx in ``/openapi.json``)."""
+
+    error: ErrorDetail
+
+
 class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -51,20 +98,20 @@ class _Body(BaseModel):
 class ImageRef(_Body):
     """An image given inline: a ``data:image/...;base64,...`` URL (OpenAI's ``image_url``)."""
 
-    image_url: str = Field(description="data URL of a PNG, JPEG or WebP image")
+    image_url: Text = Field(description="data URL of a PNG, JPEG or WebP image")
 
 
 class VideoRef(_Body):
     """One of the caller's completed videos."""
 
-    id: str = Field(description="a completed video's id")
+    id: Text = Field(description="a completed video's id")
 
 
 class KeyframeIn(_Body):
     """Given pixels on the timeline: an image, or a span of one of your videos."""
 
-    video_id: str | None = Field(None, description="a completed video of yours (a clip span)")
-    image_url: str | None = Field(None, description="an image as a data URL")
+    video_id: Text | None = Field(None, description="a completed video of yours (a clip span)")
+    image_url: Text | None = Field(None, description="an image as a data URL")
     at: float = Field(0.0, description="seconds from the output's start to the first frame")
     start: float = Field(0.0, description="clips: seconds into the source where the span starts")
     end: float | None = Field(None, description="clips: where it ends (null: the clip's end)")
@@ -74,16 +121,16 @@ class CardIn(_Body):
     """A storyboard card: from ``at`` seconds on, the video follows ``prompt``."""
 
     at: float
-    prompt: str
-    image_url: str | None = Field(None, description="optional image placed at ``at``")
+    prompt: Text
+    image_url: Text | None = Field(None, description="optional image placed at ``at``")
 
 
 class BlendIn(_Body):
     """Mix the prompt with a second one (and optionally two of your videos) along a curve."""
 
-    prompt: str
+    prompt: Text
     curve: list[float] = Field([0.0, 1.0], description="weight of the second prompt over time")
-    video_ids: list[str] = Field([], description="none, or two completed videos of yours")
+    video_ids: list[Text] = Field([], description="none, or two completed videos of yours")
     strength: float = Field(0.7, description="how far the mixed videos are re-noised (0-1)")
 
 
@@ -94,9 +141,9 @@ class TenkuExtras(_Body):
     seed: int | None = Field(None, description="random seed (default: random, recorded)")
     steps: int | None = Field(None, description="sampler steps (default: the model's)")
     guidance: float | None = Field(None, description="guidance scale (default: the model's)")
-    sampler: str | None = Field(None, description="ODE sampler (default: the model's)")
+    sampler: Text | None = Field(None, description="ODE sampler (default: the model's)")
     variations: int = Field(1, description="videos from seeds seed, seed+1, ... (content ?index=)")
-    aspect: str | None = Field(None, description="1:1, 16:9 or 9:16 with ``resolution``")
+    aspect: Text | None = Field(None, description="1:1, 16:9 or 9:16 with ``resolution``")
     resolution: int | None = Field(None, description="short side in pixels, with ``aspect``")
     loop: bool = Field(False, description="the last frame flows into the first")
     input_reference_at: float = Field(0.0, description="seconds where input_reference goes")
@@ -108,10 +155,10 @@ class TenkuExtras(_Body):
 class CreateVideoBody(TenkuExtras):
     """``POST /v1/videos``: OpenAI's fields, then tenku's extras."""
 
-    prompt: str = Field(description="what the video shows")
-    model: str | None = Field(None, description="this server's model name, or any sora-* alias")
+    prompt: Text = Field(description="what the video shows")
+    model: Text | None = Field(None, description="this server's model name, or any sora-* alias")
     seconds: float | None = Field(None, description="duration in seconds (a number or string)")
-    size: str | None = Field(None, description="WIDTHxHEIGHT in pixels, multiples of 16")
+    size: Text | None = Field(None, description="WIDTHxHEIGHT in pixels, multiples of 16")
     input_reference: ImageRef | None = Field(
         None, description="the first frame: a file (multipart) or {image_url: data URL} (JSON)"
     )
@@ -120,7 +167,7 @@ class CreateVideoBody(TenkuExtras):
 class RemixBody(_Body):
     """``POST /v1/videos/{id}/remix`` and ``/v1/videos/edits``: re-make a video."""
 
-    prompt: str
+    prompt: Text
     video: VideoRef | None = Field(
         None, description="edits: your video, or a video file (multipart); remix: in the path"
     )
@@ -131,7 +178,7 @@ class RemixBody(_Body):
 class ExtendBody(_Body):
     """``POST /v1/videos/extensions``: continue a video (or lead into it)."""
 
-    prompt: str
+    prompt: Text
     seconds: float = Field(description="length of the new part in seconds")
     video: VideoRef | None = Field(None, description="your video, or a video file (multipart)")
     direction: Literal["forward", "backward"] = Field(
@@ -140,23 +187,44 @@ class ExtendBody(_Body):
     seed: int | None = None
 
 
+def loads(text: str | bytes, param: str) -> Any:
+    """JSON text as Python values (a ValueError if it is not JSON); a 400 naming ``param`` if
+    it nests objects and lists deeper than ``MAX_DEPTH``, rather than a RecursionError."""
+    try:
+        value = json.loads(text)
+    except RecursionError as error:
+        raise _too_deep(param) from error
+    stack = [(value, 1)]  # iterative: the check itself must not recurse
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict | list):
+            if depth > MAX_DEPTH:
+                raise _too_deep(param)
+            children = node.values() if isinstance(node, dict) else node
+            stack.extend((child, depth + 1) for child in children)
+    return value
+
+
+def _too_deep(param: str) -> ApiError:
+    message = f"{param}: objects and lists nested deeper than {MAX_DEPTH} levels"
+    return ApiError(400, message, param=param, code="too_deep")
+
+
 def unflatten(form: dict[str, Any]) -> dict[str, Any]:
     """``{"a[b]": 1, "c[0][d]": 2}`` -> ``{"a": {"b": 1}, "c": [{"d": 2}]}`` (form fields).
 
     A field whose value is JSON text of an object or list (``keyframes='[...]'``) is parsed.
     """
-    import contextlib
-    import json
-    import re
-
     root: dict[str, Any] = {}
     for name, value in form.items():
         parts = re.findall(r"[^\[\]]+|\[\]", name)
         if not parts:
             raise ApiError(400, f"{name!r}: not a field name", param=name)
+        if len(parts) > MAX_DEPTH:
+            raise _too_deep(parts[0])
         if isinstance(value, str) and value[:1] in "[{":
             with contextlib.suppress(ValueError):
-                value = json.loads(value)
+                value = loads(value, parts[0])
         node = root
         for i, part in enumerate(parts):
             last = i == len(parts) - 1
