@@ -264,3 +264,60 @@ def test_the_schema_declares_every_status_answered_with_the_error_body(setup):
     wrong = direct.put("/v1/videos")
     assert wrong.status_code == 405 and wrong.headers["allow"] == "GET, POST"
     assert direct.request("PATCH", "/v1/videos/v").headers["allow"] == "DELETE, GET"
+
+
+def test_429s_name_the_limit_and_say_when_to_retry(setup):
+    store, _, direct = setup
+    store.put_plan(Plan("two", 2, 3600, 512, 120.0, 10))
+    store.put_plan(Plan("one-at-once", 100, 3600, 512, 120.0, 1))
+    _, two = store.create_key("two")
+    _, once = store.create_key("one-at-once")
+    small = {"prompt": "a ball", "size": "64x64", "seconds": 1}
+    made = []
+    try:
+        for _ in range(2):
+            made.append(
+                direct.post("/v1/videos", json=small, headers={"Authorization": f"Bearer {two}"})
+            )
+        over = direct.post("/v1/videos", json=small, headers={"Authorization": f"Bearer {two}"})
+        error = assert_error(over, 429, "videos_per_period")
+        assert error["code"] == "quota_exceeded" and error["message"].startswith(
+            "videos_per_period"
+        )
+        assert 3590 <= int(over.headers["retry-after"]) <= 3600
+        never = direct.post(
+            "/v1/videos", json=small | {"variations": 3}, headers={"Authorization": f"Bearer {two}"}
+        )
+        assert_error(never, 429, "videos_per_period")
+        assert "retry-after" not in never.headers  # 3 videos never fit a plan of 2
+        made.append(
+            direct.post("/v1/videos", json=small, headers={"Authorization": f"Bearer {once}"})
+        )
+        busy = direct.post("/v1/videos", json=small, headers={"Authorization": f"Bearer {once}"})
+        error = assert_error(busy, 429, "max_concurrent")
+        assert error["code"] == "concurrency_limit_exceeded" and busy.headers["retry-after"] == "5"
+        big = direct.post(
+            "/v1/videos",
+            json=small | {"size": "1024x1024"},
+            headers={"Authorization": f"Bearer {once}"},
+        )
+        assert_error(big, 429, "size")
+    finally:
+        for response in made:
+            store.delete(store.get(None, response.json()["id"])["key_id"], response.json()["id"])
+
+
+def test_the_documented_body_limit_is_the_enforced_one(setup):
+    from pathlib import Path
+
+    from tenku.serve.app import MAX_BODY_BYTES
+
+    _, _, direct = setup
+    docs = (Path(__file__).parents[1] / "docs" / "api.md").read_text()
+    assert f"413 a request body over {MAX_BODY_BYTES:,} bytes" in docs
+    headers = {"content-type": "application/json"}
+    at = direct.post("/v1/videos", content=b" " * MAX_BODY_BYTES, headers=headers)
+    assert at.status_code == 400  # at the limit: read (and not JSON)
+    over = direct.post("/v1/videos", content=b" " * (MAX_BODY_BYTES + 1), headers=headers)
+    assert_error(over, 413, "input_reference")
+    assert f"{MAX_BODY_BYTES:,} bytes" in over.json()["error"]["message"]

@@ -57,10 +57,15 @@ def _worker_args(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _db_path(args: argparse.Namespace) -> Path:
+    return Path(args.db) if args.db else Path(args.data) / "tenku.db"
+
+
 def _open_store(args: argparse.Namespace) -> JobStore:
+    """The job store, checked (``quick_check``): a damaged file stops the command."""
     from tenku.serve.store import JobStore
 
-    return JobStore(Path(args.db) if args.db else Path(args.data) / "tenku.db")
+    return JobStore(_db_path(args))
 
 
 def _data_dir(args: argparse.Namespace) -> Path:
@@ -285,6 +290,50 @@ def add_plans_parser(commands: argparse._SubParsersAction, formatter: type) -> N
     listing = actions.add_parser("list", help="list plans", formatter_class=formatter)
     _store_args(listing)
     listing.set_defaults(func=cmd_plans_list)
+    add_backup_parsers(commands, formatter)  # the last admin commands, listed after plans
+
+
+def add_backup_parsers(commands: argparse._SubParsersAction, formatter: type) -> None:
+    backup = commands.add_parser(
+        "backup",
+        help="copy the job database to one file (safe while serving)",
+        description="Copy the job database (plans, keys, jobs, usage) to one file with "
+        "SQLite's online backup API: a consistent snapshot, taken while servers and workers "
+        "run. A damaged database is refused, so a good backup is never overwritten by a bad "
+        "one. Videos and uploads are files in the data folder: copy those with any tool.",
+        epilog="Example: tenku backup backups/tenku-$(date +%F).db --data tenku-data",
+        formatter_class=formatter,
+    )
+    backup.add_argument("target", help="the backup file to write (replaced if it exists)")
+    _store_args(backup)
+    backup.set_defaults(func=cmd_backup)
+    restore = commands.add_parser(
+        "restore",
+        help="put a backup in place of the job database (stop servers first)",
+        description="Check a backup and put it in place of the job database. Stop every "
+        "server and worker using the database first. The old database and its WAL are kept "
+        "beside it as DATABASE.replaced-TIME.",
+        formatter_class=formatter,
+    )
+    restore.add_argument("backup", help="a file written by `tenku backup`")
+    _store_args(restore)
+    restore.set_defaults(func=cmd_restore)
+
+
+def cmd_backup(args: argparse.Namespace) -> None:
+    from tenku.serve.backup import backup
+
+    jobs = backup(_db_path(args), args.target)
+    print(f"backed up {_db_path(args)} to {args.target}: {jobs} jobs")
+
+
+def cmd_restore(args: argparse.Namespace) -> None:
+    from tenku.serve.backup import restore
+
+    jobs, kept = restore(args.backup, _db_path(args))
+    print(f"restored {args.backup} to {_db_path(args)}: {jobs} jobs")
+    if kept is not None:
+        print(f"the previous database is kept as {kept}")
 
 
 def cmd_plans_create(args: argparse.Namespace) -> None:

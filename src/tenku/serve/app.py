@@ -101,7 +101,8 @@ class BodyLimit:
         length = headers.get(b"content-length", b"0")
         too_big = ApiError(
             413,
-            f"input_reference: the request body is over the {self.limit // 2**20} MB limit",
+            f"input_reference: the request body is over the limit of {self.limit:,} bytes "
+            f"({self.limit / 2**20:.1f} MiB)",
             param="input_reference",
             code="file_too_large",
         )

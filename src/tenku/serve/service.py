@@ -337,8 +337,14 @@ class VideoService:
             )
         except QuotaExceeded as error:
             shutil.rmtree(self.data_dir / "uploads" / job_id, ignore_errors=True)
+            wait = error.retry_after
             raise ApiError(
-                429, error.message, param=error.param, code=error.code, type="rate_limit_error"
+                429,
+                error.message,
+                param=error.param,
+                code=error.code,
+                type="rate_limit_error",
+                headers={} if wait is None else {"Retry-After": str(wait)},
             ) from error
         return video_object(job)
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import secrets
 import sqlite3
 import threading
@@ -23,9 +24,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tenku.serve.backup import StoreDamaged, quick_check
+
 STATUSES = ("queued", "in_progress", "completed", "failed")
 ACTIVE = ("queued", "in_progress")
 LOCAL_KEY = "key_local"  # the key every request uses when the server runs without auth
+CONCURRENCY_RETRY_S = 5  # Retry-After when every job slot is taken: a polling interval
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS plans (
@@ -73,11 +77,15 @@ CREATE INDEX IF NOT EXISTS usage_by_key ON usage (key_id, at);
 
 
 class QuotaExceeded(Exception):
-    """A plan limit stops a request; ``param`` names the request field it concerns."""
+    """A plan limit stops a request; ``param`` names the request field or the plan limit.
 
-    def __init__(self, message: str, param: str | None, code: str) -> None:
+    ``retry_after``: seconds until the request could pass (None: waiting will not help).
+    """
+
+    def __init__(self, message: str, param: str, code: str, retry_after: int | None = None) -> None:
         super().__init__(message)
         self.message, self.param, self.code = message, param, code
+        self.retry_after = retry_after
 
 
 @dataclass(frozen=True)
@@ -135,9 +143,19 @@ class JobStore:
         self.retention_s = retention_s  # a finished video's files are kept this long
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()  # one connection per thread, reused
-        with self._connect() as db:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.executescript(SCHEMA)
+        try:
+            with self._connect() as db:
+                problems = quick_check(db)
+                if problems:
+                    raise StoreDamaged(self.path, problems)
+                db.execute("PRAGMA journal_mode=WAL")
+                db.executescript(SCHEMA)
+        except sqlite3.DatabaseError as error:  # not a database, malformed, unreadable
+            self.close()
+            raise StoreDamaged(self.path, str(error)) from error
+        except StoreDamaged:
+            self.close()
+            raise
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
@@ -147,9 +165,18 @@ class JobStore:
             db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
             db.row_factory = sqlite3.Row
             db.execute("PRAGMA busy_timeout=30000")
-            db.execute("PRAGMA synchronous=NORMAL")
+            # FULL: each commit syncs the WAL, so an acknowledged job survives a power loss
+            # (NORMAL in WAL mode may lose the last commits before a checkpoint)
+            db.execute("PRAGMA synchronous=FULL")
             self._local.db = db
         yield db
+
+    def close(self) -> None:
+        """Close this thread's connection (the next use opens a new one)."""
+        db = getattr(self._local, "db", None)
+        if db is not None:
+            db.close()
+            self._local.db = None
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
@@ -287,11 +314,14 @@ class JobStore:
                 (key.id, now - plan.period_s),
             ).fetchone()
             if used + videos > plan.videos_per_period:
+                wait = self._quota_wait(db, key, used + videos - plan.videos_per_period, now)
                 raise QuotaExceeded(
-                    f"quota: plan {plan.name!r} allows {plan.videos_per_period} videos per "
-                    f"{plan.period_s} s; {used} used, this request asks for {videos}",
-                    None,
+                    f"videos_per_period: plan {plan.name!r} allows {plan.videos_per_period} "
+                    f"videos per {plan.period_s} s; {used} used, this request asks for "
+                    f"{videos}" + (f"; retry in {wait} s" if wait else ""),
+                    "videos_per_period",
                     "quota_exceeded",
+                    wait,
                 )
             (active,) = db.execute(
                 "SELECT COUNT(*) FROM jobs WHERE key_id = ? AND status IN (?, ?)",
@@ -299,10 +329,11 @@ class JobStore:
             ).fetchone()
             if active >= plan.max_concurrent:
                 raise QuotaExceeded(
-                    f"concurrency: plan {plan.name!r} allows {plan.max_concurrent} jobs queued "
-                    f"or in progress at once; wait for one to finish",
-                    None,
+                    f"max_concurrent: plan {plan.name!r} allows {plan.max_concurrent} jobs "
+                    f"queued or in progress at once; wait for one to finish",
+                    "max_concurrent",
                     "concurrency_limit_exceeded",
+                    CONCURRENCY_RETRY_S,
                 )
             db.execute("INSERT INTO usage VALUES (?, ?, ?)", (key.id, now, videos))
             db.execute(
@@ -313,6 +344,21 @@ class JobStore:
         job = self.get(key.id, job_id)
         assert job is not None
         return job
+
+    @staticmethod
+    def _quota_wait(db: sqlite3.Connection, key: ApiKey, excess: int, now: float) -> int | None:
+        """Seconds until ``excess`` of the key's counted videos leave the quota's window
+        (None if they never can: the request alone asks for more than the plan allows)."""
+        period, freed = key.plan.period_s, 0
+        rows = db.execute(
+            "SELECT at, videos FROM usage WHERE key_id = ? AND at > ? ORDER BY at",
+            (key.id, now - period),
+        )
+        for at, videos in rows:
+            freed += videos
+            if freed >= excess:
+                return max(1, math.ceil(at + period - now))
+        return None
 
     @staticmethod
     def _job(row: sqlite3.Row) -> dict[str, Any]:
