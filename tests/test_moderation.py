@@ -261,7 +261,8 @@ def test_exemplars_are_cached(moderator, tmp_path):
         small = small.with_category(cat.name, exemplars=cat.exemplars[:2])
     Moderator(small, encoder=Counting(), cache_dir=tmp_path).load()
     first = Counting.calls
-    assert first == 1 + 2 * 7 and len(list(tmp_path.glob("exemplars-*.npy"))) == 1
+    assert first == 1 + 2 * len(small.categories)
+    assert len(list(tmp_path.glob("exemplars-*.npy"))) == 1
     loaded = Moderator(small, encoder=Counting(), cache_dir=tmp_path).load()
     assert Counting.calls == first  # read back, not encoded again
     assert loaded.check("a quiet lake at dawn").allowed

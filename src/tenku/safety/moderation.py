@@ -1,12 +1,16 @@
 """Prompt moderation: refuse sexual content, sexualised minors, graphic violence, self-harm,
-hate, real people's likeness and others' intellectual property, offline, in English and French.
+instructions for weapons, explosives or drugs, hate, real people's likeness and others'
+intellectual property, offline, in English and French.
 
 Two layers, both driven by the policy file (:mod:`tenku.safety.policy`):
 
 1. **Rules.** The prompt is normalised (:mod:`tenku.safety.normalize`: homoglyphs, accents,
    leetspeak, spaced and punctuated letters) and matched against each category's terms and
-   *combos* (groups that refuse together, e.g. a minor and a sexual cue). Also searched: words
-   hidden in runs of single letters (``a n u d e``) and words with masked letters (``n*de``).
+   *combos* (groups that refuse together, e.g. a minor and a sexual cue; a how-to cue and an
+   explosive). The policy's allow terms (phrases, or regular expressions that read the
+   context: "a marble statue of a nude athlete", "nude colour palette") are cut out of the
+   text first. Also searched: words hidden in runs of single letters (``a n u d e``) and
+   words with masked letters (``n*de``).
 2. **Semantics.** If no rule matched, the normalised prompt is encoded with all-MiniLM-L6-v2
    (:func:`tenku.models.text.default_text_encoder`) and compared with each category's
    exemplar prompts; it is refused when the cosine to the nearest exemplar reaches the
