@@ -248,6 +248,36 @@ def test_cli_task_writes_a_video_whose_sidecar_regenerates_it(model_dir, clip, t
     np.testing.assert_array_equal(read_video(again).frames, read_video(out).frames)
 
 
+def test_a_sidecar_regenerates_the_same_video_on_another_thread_count(model_dir, clip, tmp_path):
+    """Same request, same seed -> same video, whatever ``--threads`` each run had."""
+    import torch
+
+    path, _ = clip
+    out, again = tmp_path / "one.mp4", tmp_path / "two.mp4"
+    threads = torch.get_num_threads()
+    try:
+        args = ["extend", "a ball", path, "--by", "1", "--steps", "2", "--seed", "4"]
+        assert main([*args, "--threads", "1", "-o", str(out), "--model", str(model_dir)]) == 0
+        replay = ["generate", "--from-json", str(out.with_suffix(".json")), "--threads", "2"]
+        assert main([*replay, "-o", str(again), "--model", str(model_dir), "--quiet"]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    np.testing.assert_array_equal(read_video(again).frames, read_video(out).frames)
+
+
+def test_the_same_frames_encode_to_the_same_bytes_every_time(pipe, clip, tmp_path):
+    """libx264's macroblock-tree rate control gave other bytes for the same frames on about one
+    run in ten (a tiny-model clip, one thread); tenku turns it off (``tenku.io.video``)."""
+    from tenku.safety.invisible import embed
+    from tenku.safety.visible import VisibleOptions, apply_visible
+
+    path, _ = clip
+    (video,) = pipe.generate(tasks.extend("a ball", path, 1.0, **{**SIZE, "seed": 4}))
+    frames = embed(apply_visible(video.frames, 8.0, VisibleOptions()), 1234)
+    files = [write_video(tmp_path / f"{i}.mp4", frames, 8.0).read_bytes() for i in range(60)]
+    assert all(f == files[0] for f in files)
+
+
 def test_cli_task_bad_input_names_the_field_and_writes_nothing(clip, tmp_path, capsys):
     path, _ = clip
     out = tmp_path / "x.mp4"
