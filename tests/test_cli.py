@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 
@@ -41,6 +42,47 @@ def test_help_explains_every_command_and_option():
 
 def test_version():
     assert run("--version").stdout.startswith("tenku ")
+
+
+NO_TORCH = """
+import sys
+from tenku.cli import build_parser, main
+build_parser()
+assert "torch" not in sys.modules, "building the parser imported torch"
+for argv in sys.argv[1:]:
+    try:
+        main(argv.split("|"))
+    except SystemExit:
+        pass
+    assert "torch" not in sys.modules, f"tenku {argv} imported torch"
+"""
+
+
+def test_help_keys_plans_moderate_and_verify_do_not_import_torch(tmp_path):
+    """These answer in a fraction of a second: torch (seconds to import) loads only to generate."""
+    data = str(tmp_path / "data")
+    commands = [
+        f"plans|create|ci|--data|{data}",
+        f"keys|create|--plan|ci|--name|ci|--data|{data}",
+        f"keys|list|--data|{data}",
+        f"plans|list|--data|{data}",
+        "moderate|--rules-only|a cat sleeps on a sofa",
+        "moderate|a decapitation",  # refused by the rules: no model needed
+        f"verify|{tmp_path / 'missing.mp4'}",
+        "generate|--help",
+    ]
+    env = {**os.environ, "TENKU_HOME": str(tmp_path / "home")}
+    result = subprocess.run(
+        [sys.executable, "-c", NO_TORCH, *commands], capture_output=True, text=True, env=env
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_the_request_knows_every_sampler_without_importing_them():
+    from tenku.diffusion import SAMPLERS
+    from tenku.pipelines.request import SAMPLER_NAMES
+
+    assert sorted(SAMPLER_NAMES) == sorted(SAMPLERS)
 
 
 @pytest.mark.parametrize(

@@ -11,8 +11,7 @@ from typing import Any
 from tenku.cli.models import add_backend_arguments, backend_kwargs
 from tenku.cli.output import output_paths, save_videos
 from tenku.cli.world import parse_size
-from tenku.diffusion import SAMPLERS
-from tenku.pipelines.request import ASPECTS, LIMITS, GenerationRequest, size_for
+from tenku.pipelines.request import ASPECTS, LIMITS, SAMPLER_NAMES, GenerationRequest, size_for
 
 GENERATE_EPILOG = """\
 Examples:
@@ -77,7 +76,7 @@ def add_video_options(parser: argparse.ArgumentParser, *, seconds: float | None 
         "--guidance", type=float, default=None, help="classifier-free guidance (model default)"
     )
     parser.add_argument(
-        "--sampler", choices=sorted(SAMPLERS), default=None, help="ODE sampler (model default)"
+        "--sampler", choices=SAMPLER_NAMES, default=None, help="ODE sampler (model default)"
     )
     parser.add_argument("--variations", type=int, default=1, help="videos from distinct seeds")
 
@@ -171,7 +170,7 @@ def add_export_parser(commands: argparse._SubParsersAction, formatter: type) -> 
     parser.add_argument("--name", default="tenku-custom", help="model name recorded in outputs")
     parser.add_argument("--steps", type=int, default=None, help="default sampler steps")
     parser.add_argument("--guidance", type=float, default=None, help="default guidance scale")
-    parser.add_argument("--sampler", choices=sorted(SAMPLERS), default=None, help="default")
+    parser.add_argument("--sampler", choices=SAMPLER_NAMES, default=None, help="default")
     parser.set_defaults(func=cmd_export)
 
 

@@ -9,11 +9,13 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tenku.cli.world import write_json
-from tenku.pipelines.pipeline import GeneratedVideo
-from tenku.safety.publish import DEFAULT_VISIBLE, publish, request_ingredients, request_video_id
-from tenku.safety.visible import VisibleOptions
+
+if TYPE_CHECKING:  # imported when used: building the parser imports neither torch nor PyAV
+    from tenku.pipelines.pipeline import GeneratedVideo
+    from tenku.safety.visible import VisibleOptions
 
 
 def output_paths(out: Path, n: int, suffixes: tuple[str, ...] = (".mp4", ".gif")) -> list[Path]:
@@ -30,13 +32,17 @@ def save_videos(
     paths: Sequence[Path],
     *,
     quiet: bool = False,
-    visible: VisibleOptions = DEFAULT_VISIBLE,
+    visible: VisibleOptions | None = None,
 ) -> None:
     """Write each video (atomically) and its JSON sidecar (same name, ``.json``).
 
     Every video is published through :func:`tenku.safety.publish.publish`: visible mark
-    (``visible``), invisible watermark carrying its video id, and a signed C2PA manifest (mp4).
+    (``visible``, by default the standard mark), invisible watermark carrying its video id, and
+    a signed C2PA manifest (mp4).
     """
+    from tenku.safety.publish import DEFAULT_VISIBLE, publish, request_ingredients, request_video_id
+
+    visible = DEFAULT_VISIBLE if visible is None else visible
     for video, path in zip(videos, paths, strict=True):
         path.parent.mkdir(parents=True, exist_ok=True)
         published = publish(

@@ -6,18 +6,19 @@ import argparse
 import json
 from pathlib import Path
 
-from tenku.safety.invisible import DEFAULT_KEY
-from tenku.safety.verify import verify_video
-
 EXIT_TAMPERED = 1
 
 
 def cmd_verify(args: argparse.Namespace) -> None:
+    from tenku.safety.invisible import DEFAULT_KEY
+    from tenku.safety.verify import verify_video
+
     anchors = None
     if args.trust_anchors:
         anchors = Path(args.trust_anchors).read_text()
+    key = DEFAULT_KEY if args.key is None else args.key
     report = verify_video(
-        args.file, key=args.key, trust_anchors=anchors, watermark=not args.no_watermark
+        args.file, key=key, trust_anchors=anchors, watermark=not args.no_watermark
     )
     if args.json:
         print(json.dumps(report.to_dict(), indent=1))
@@ -93,8 +94,9 @@ def add_parser(commands: argparse._SubParsersAction, formatter: type) -> None:
     )
     p.add_argument(
         "--key",
-        default=DEFAULT_KEY,
-        help="the invisible watermark's key (only if the videos were marked with a custom one)",
+        default=None,
+        help="the invisible watermark's key, if the videos were marked with a custom one "
+        "(default: tenku's own)",
     )
     p.add_argument(
         "--no-watermark",

@@ -8,9 +8,8 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
-from tenku.io import atomic_path, write_frames, write_video
+from tenku.io import atomic_path
 from tenku.world.captions import TEMPLATES, caption, captions
 from tenku.world.dataset import PRESETS, get_preset, write_dataset
 from tenku.world.render import render
@@ -33,6 +32,8 @@ def parse_size(text: str) -> tuple[int, int]:
 
 def save_clip(frames: np.ndarray, fps: float, stem: Path, fmt: str) -> Path:
     """Write ``frames`` (T, H, W, 3) as ``stem.mp4``, ``stem.gif`` or a folder of PNGs."""
+    from tenku.io import write_frames, write_video
+
     if fmt == "png":
         write_frames(stem, frames)
         return stem
@@ -45,6 +46,8 @@ def write_json(path: Path, data: dict) -> None:
 
 
 def cmd_sample(args: argparse.Namespace) -> None:
+    from tqdm import tqdm
+
     width, height = args.size
     for name in ("pillar_prob", "counting_prob"):
         if not 0.0 <= getattr(args, name) <= 1.0:

@@ -35,7 +35,6 @@ from typing import Any
 
 from PIL import Image
 
-from tenku.io import probe
 from tenku.pipelines.request import (
     LIMITS,
     Blend,
@@ -62,6 +61,8 @@ def source_info(path: str | Path) -> dict[str, float]:
         except OSError:
             raise ValueError(f"source: {path} is not an image file") from None
         return {"width": width, "height": height, "fps": 0.0, "seconds": 0.0}
+    from tenku.io import probe  # PyAV loads here, not when the CLI builds its parser
+
     info = probe(path)
     frames, fps = info["num_frames"], info["fps"]
     if frames < 1 or fps <= 0:
