@@ -40,6 +40,31 @@ def test_help_explains_every_command_and_option():
                 assert action.help, f"tenku {name} {action.option_strings} has no help"
 
 
+def test_help_states_each_default_once_and_never_for_on_off_flags():
+    """No "(default 8) (default: None)", no "(default: True)" on an off-by-default flag."""
+
+    def actions(parser: argparse.ArgumentParser, name: str):
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for verb, sub in action.choices.items():
+                    yield from actions(sub, f"{name} {verb}")
+            else:
+                yield name, parser._get_formatter()._get_help_string(action) or "", action
+
+    seen = 0
+    for name, text, action in actions(build_parser(), "tenku"):
+        where = f"{name} {action.option_strings}: {text!r}"
+        shown = text.replace("%(default)s", str(action.default))
+        assert shown.lower().count("default") <= 1, where
+        assert "(default: None)" not in shown and "(default: )" not in shown, where
+        if action.nargs == 0:
+            assert "%(default)" not in text, where
+        seen += "%(default)s" in text
+    assert seen > 20  # the formatter still shows the defaults that say something
+    generate = run("generate", "--help").stdout
+    assert "frames per second (default 8)\n" in generate and "--quiet  " in generate
+
+
 def test_version():
     assert run("--version").stdout.startswith("tenku ")
 

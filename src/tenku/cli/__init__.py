@@ -26,7 +26,25 @@ Run `tenku COMMAND --help` for the options of each command."""
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """Shows defaults and keeps the line breaks of descriptions and epilogs."""
+    """Shows each option's default where it says something, and keeps the line breaks of
+    descriptions and epilogs.
+
+    No default is shown for on/off flags (``--quiet``'s False, ``--no-normalise``'s True only
+    restate the flag), for options without one (None, empty), or where the help text already
+    says it in its own words ("frames per second (default 8)").
+    """
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if (
+            action.nargs == 0  # a flag: store_true/false/const, count, help, version
+            or action.default is None
+            or action.default is argparse.SUPPRESS
+            or action.default in ("", [], ())
+            or "default" in text.lower()
+        ):
+            return action.help
+        return super()._get_help_string(action)
 
 
 def build_parser() -> argparse.ArgumentParser:
