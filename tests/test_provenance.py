@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 import stat
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -195,10 +197,28 @@ def test_cli_verify_help_json_and_tamper_exit(signed, tmp_path, capsys):
     data = bytearray(path.read_bytes())
     data[data.index(b"mdat") + 100] ^= 0x80
     (tmp_path / "changed.mp4").write_bytes(data)
-    with pytest.raises(SystemExit) as exit_info:
-        main(["verify", str(tmp_path / "changed.mp4")])
-    assert exit_info.value.code == 1
+    assert main(["verify", str(tmp_path / "changed.mp4")]) == 1
     assert "TAMPERED" in capsys.readouterr().out
+
+
+def test_cli_verify_exit_status_names_the_verdict(signed, tmp_path, monkeypatch, capsys):
+    """0 authentic, 1 tampered (above), 2 bad input, 3 watermark only, 4 nothing, 5 untrusted."""
+    path, source = signed
+    help_text = subprocess.run(
+        [sys.executable, "-m", "tenku", "verify", "--help"], capture_output=True, text=True
+    ).stdout
+    for line in ("0  authentic", "1  tampered", "3  watermark only", "4  nothing", "5  untrusted"):
+        assert line in help_text
+    assert main(["verify", str(path)]) == 0
+    reencoded = write_video(tmp_path / "reencoded.mp4", read_video(path).frames, 8.0)
+    assert main(["verify", str(reencoded)]) == 3  # the manifest is gone, the mark stays
+    assert "WATERMARK FOUND" in capsys.readouterr().out
+    assert main(["verify", str(source)]) == 4  # an ordinary video
+    assert "NO PROVENANCE FOUND" in capsys.readouterr().out
+    assert main(["verify", str(tmp_path / "missing.mp4")]) == 2
+    monkeypatch.setenv("TENKU_HOME", str(tmp_path / "elsewhere"))  # another machine's CA
+    assert main(["verify", "--no-watermark", str(path)]) == 5
+    assert "UNTRUSTED" in capsys.readouterr().out
 
 
 def test_save_videos_output_is_marked_and_signed(home, tmp_path, clip):

@@ -6,10 +6,27 @@ import argparse
 import json
 from pathlib import Path
 
-EXIT_TAMPERED = 1
+# The exit status of each verdict (tenku.safety.verify.VERDICTS); 2 is the status of every
+# `tenku` command given bad input (here: FILE or the --trust-anchors file does not exist).
+EXIT_STATUS = {
+    "authentic": 0,  # a valid manifest, trusted signer, unchanged since signing
+    "tampered": 1,  # a manifest, but the file no longer matches it
+    "watermark-only": 3,  # no valid manifest; tenku's invisible watermark found
+    "nothing": 4,  # no manifest and no watermark: no provenance at all
+    "untrusted": 5,  # a valid manifest, unchanged, but its signer is not trusted here
+}
+EXIT_HELP = """\
+exit status:
+  0  authentic: a valid manifest from a trusted signer, unchanged since signing
+  1  tampered: a manifest is present but the file no longer matches it
+  2  bad input: FILE or the --trust-anchors file does not exist
+  3  watermark only: no valid manifest, tenku's invisible watermark found
+  4  nothing found: no manifest and no watermark
+  5  untrusted: a valid, unchanged manifest whose signer is not trusted here"""
 
 
-def cmd_verify(args: argparse.Namespace) -> None:
+def cmd_verify(args: argparse.Namespace) -> int:
+    """Print the report; return the exit status of its verdict (``EXIT_STATUS``)."""
     from tenku.safety.invisible import DEFAULT_KEY
     from tenku.safety.verify import verify_video
 
@@ -24,8 +41,7 @@ def cmd_verify(args: argparse.Namespace) -> None:
         print(json.dumps(report.to_dict(), indent=1))
     else:
         print(_text(report.to_dict()))
-    if report.verdict == "tampered":
-        raise SystemExit(EXIT_TAMPERED)
+    return EXIT_STATUS[report.verdict]
 
 
 def _text(r: dict) -> str:
@@ -78,11 +94,12 @@ def add_parser(commands: argparse._SubParsersAction, formatter: type) -> None:
         description="Read FILE's C2PA manifest (is one present; is it valid; is its signer "
         "trusted by the local CA or TENKU_TRUST_ANCHORS; was the file changed after signing), "
         "look for tenku's invisible watermark in its frames (payload and confidence), and end "
-        "with a plain verdict. Exits 1 when the file was tampered with, else 0.",
+        "with a plain verdict; the exit status says which (below), so scripts can branch "
+        "on it.",
         epilog="examples:\n"
         "  tenku verify out.mp4\n"
         "  tenku verify out.mp4 --json\n"
-        "  tenku verify clip.mp4 --trust-anchors company-root.pem",
+        "  tenku verify clip.mp4 --trust-anchors company-root.pem\n\n" + EXIT_HELP,
         formatter_class=formatter,
     )
     p.add_argument("file", metavar="FILE", help="the video to check (.mp4, .mov, .gif, ...)")
