@@ -110,7 +110,11 @@ def test_readme_examples(tmp_path):
     np.testing.assert_array_equal(
         read_video(tmp_path / "videos" / "square-again.mp4").frames, square.frames
     )
-    assert read_video(tmp_path / "videos" / "tri-2.mp4").frames.shape == (33, 128, 224, 3)
+    for i in (1, 2):  # --variations 2 -o videos/tri.mp4, as the README says
+        tri = tmp_path / "videos" / f"tri-{i}.mp4"
+        assert read_video(tri).frames.shape == (33, 128, 224, 3)
+        assert json.loads(tri.with_suffix(".json").read_text())["request"]["seed"] == i
+    assert not (tmp_path / "videos" / "tri.mp4").exists()
     still = read_video(tmp_path / "videos" / "still.png").frames
     up = read_video(tmp_path / "videos" / "up.mp4").frames
     assert still.shape == (1, 128, 128, 3) and up.shape == (17, 128, 128, 3)
@@ -138,11 +142,12 @@ def test_readme_examples(tmp_path):
 
 
 def test_readme_retrain_recipe_runs_with_the_tiny_presets(tmp_path):
-    """The retraining recipe (an untagged block: an hour of CPU) with `--preset tiny`."""
+    """The training recipe (an untagged block: hours of CPU) with `--recipe tiny`."""
     (block,) = [b for b in fenced_blocks("") if "tenku train" in b]
     bin_dir = Path(sys.executable).parent
     for line in block.strip().splitlines():
-        line = line.replace("--preset world", "--preset tiny --no-progress")
+        tiny = "--recipe tiny --budget 15s --no-progress"
+        line = line.replace("--recipe world --budget 150m", tiny)
         line = line.replace("tenku generate", "tenku generate --size 64x64 --seconds 1 --quiet")
         subprocess.run(
             ["bash", "-euo", "pipefail", "-c", f"{bin_dir}/{line}"], cwd=tmp_path, check=True

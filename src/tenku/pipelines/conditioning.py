@@ -30,7 +30,6 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from tenku.io import read_image, read_video
 from tenku.pipelines.request import GenerationRequest, Keyframe, is_image_path
 
 SEAM_FADE = 8  # frames over which a seam's correction fades out (1 s at 8 fps)
@@ -63,6 +62,8 @@ def resample_rate(frames: np.ndarray, source_fps: float, fps: float) -> np.ndarr
 
 def read_frames(path: str, fps: float) -> np.ndarray:
     """An image (one frame) or a whole video resampled to ``fps``, at its own size."""
+    from tenku.io import read_image, read_video  # PyAV loads here, not on import
+
     if is_image_path(path):
         return read_image(path)[None]
     video = read_video(path)

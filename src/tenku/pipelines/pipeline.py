@@ -168,7 +168,8 @@ class TenkuPipeline:
         device = torch.device(device)
         transformer = DiT.from_pretrained(path / "transformer").to(device)
         vae = VideoVAE.from_pretrained(path / "vae", device=device)
-        encoder = text_encoder or default_text_encoder(device=device)
+        # an empty CachedEncoder is falsy (len 0): test for None, not truth
+        encoder = default_text_encoder(device=device) if text_encoder is None else text_encoder
         return cls(transformer, vae, encoder, name=spec["name"], defaults=spec.get("defaults"))
 
     # ------------------------------------------------------------------ stages

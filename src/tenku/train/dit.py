@@ -31,7 +31,7 @@ from tenku.io import atomic_path
 from tenku.models.dit import DIT_PRESETS, DiT
 from tenku.models.text import MINILM_NAME, TextEncoder, default_text_encoder
 from tenku.models.vae import VideoVAE, to_model_input
-from tenku.train.loop import Trainer, step_generator, step_rng
+from tenku.train.loop import StepFn, Trainer, step_generator, step_rng
 from tenku.train.presets import TrainPreset
 from tenku.world.dataset import WorldDataset, get_preset
 
@@ -120,7 +120,7 @@ def build_cache(
     for shard, path in zip(chosen, paths, strict=True):
         if not path.exists():
             videos, _, caps = dataset.load_shard(shard)
-            entry = _encode_shard(preset, videos, caps, vae, encoder, device, shard["file"])
+            entry = encode_videos(preset, videos, caps, vae, encoder, device, shard["file"])
             entry["bucket"] = shard["bucket"]
             with atomic_path(path) as tmp:
                 torch.save(entry, tmp)
@@ -151,19 +151,25 @@ def pick_shards(shards: list[dict[str, Any]], videos: int, seed: int) -> list[di
 
 
 @torch.no_grad()
-def _encode_shard(
+def encode_videos(
     preset: TrainPreset,
-    videos: np.ndarray,
+    videos: np.ndarray | Tensor,
     caps: np.ndarray,
     vae: VideoVAE,
     encoder: TextEncoder,
     device: torch.device,
     name: str,
+    *,
+    chunk: int = 8,
+    store: torch.device | str = "cpu",
 ) -> dict[str, Any]:
+    """One cache entry: ``videos`` (N, T, H, W, 3) uint8 encoded ``chunk`` at a time on
+    ``device`` into scaled fp16 latents, and ``cache_captions`` of each row of ``caps`` (N, K)
+    (picked by a seed from ``name``) into text states; tensors are kept on ``store``."""
     latents = []
-    for i in range(0, len(videos), 8):
-        z = vae.encode(to_model_input(videos[i : i + 8]).to(device)).mode()
-        latents.append(vae.scale_latents(z).half().cpu())
+    for i in range(0, len(videos), chunk):
+        z = vae.encode(to_model_input(videos[i : i + chunk]).to(device)).mode()
+        latents.append(vae.scale_latents(z).half().to(store))
     rng = np.random.default_rng(
         [preset.seed, 6, int(hashlib.sha1(name.encode()).hexdigest(), 16) % 2**32]
     )
@@ -174,26 +180,34 @@ def _encode_shard(
     n, s, d = len(videos), emb.tokens.shape[1], emb.tokens.shape[2]
     return {
         "latents": torch.cat(latents),
-        "tokens": emb.tokens.half().reshape(n, k, s, d),
-        "mask": emb.mask.reshape(n, k, s),
-        "pooled": emb.pooled.half().reshape(n, k, d),
+        "tokens": emb.tokens.half().reshape(n, k, s, d).to(store),
+        "mask": emb.mask.reshape(n, k, s).to(store),
+        "pooled": emb.pooled.half().reshape(n, k, d).to(store),
         "captions": picked,
     }
 
 
 class LatentBatches:
-    """All cached shards in memory, grouped by bucket; ``batch(step)`` is deterministic."""
+    """Cache entries in memory, grouped by bucket; ``batch(step)`` is deterministic.
 
-    def __init__(self, paths: list[Path], preset: TrainPreset):
+    ``entries`` are dicts as :func:`encode_videos` returns them, with their ``bucket``; their
+    tensors may live on any device (a batch is cut where they are).
+    """
+
+    def __init__(self, entries: list[dict[str, Any]], preset: TrainPreset):
         self.preset = preset
         groups: dict[str, list[dict[str, Any]]] = {}
-        for path in paths:
-            entry = torch.load(path, weights_only=False)
+        for entry in entries:
             groups.setdefault(entry["bucket"], []).append(entry)
         self.buckets = sorted(groups)
         self.data = {b: _concat(groups[b]) for b in self.buckets}
         sizes = np.asarray([len(self.data[b]["latents"]) for b in self.buckets], dtype=np.float64)
         self.weights = sizes / sizes.sum()  # buckets in proportion to their videos
+
+    @classmethod
+    def from_files(cls, paths: list[Path], preset: TrainPreset) -> LatentBatches:
+        """The entries :func:`build_cache` wrote."""
+        return cls([torch.load(path, weights_only=False) for path in paths], preset)
 
     def __len__(self) -> int:
         return sum(len(d["latents"]) for d in self.data.values())
@@ -203,10 +217,11 @@ class LatentBatches:
         bucket = self.buckets[int(rng.choice(len(self.buckets), p=self.weights))]
         d = self.data[bucket]
         n, k = d["latents"].shape[0], d["tokens"].shape[1]
+        where = d["latents"].device
         rows = torch.as_tensor(
-            rng.choice(n, self.preset.batch_size, replace=n < self.preset.batch_size)
+            rng.choice(n, self.preset.batch_size, replace=n < self.preset.batch_size), device=where
         )
-        cols = torch.as_tensor(rng.integers(k, size=len(rows)))
+        cols = torch.as_tensor(rng.integers(k, size=len(rows)), device=where)
         frames = d["latents"].shape[2]
         masks = context_masks(rng, len(rows), frames, self.preset.context_prob)
         return {
@@ -251,7 +266,7 @@ def train_dit(
     cache: str | Path,
     data: str | Path | None = None,
     device: torch.device,
-    precision: torch.dtype = torch.float32,
+    precision: torch.dtype | None = torch.float32,
     steps: int | None = None,
     text_encoder: TextEncoder | None = None,
     progress: bool = True,
@@ -259,7 +274,7 @@ def train_dit(
     """Train (or resume) the transformer of ``preset`` on latents of the VAE in ``vae``."""
     torch.manual_seed(preset.seed)
     vae_model = VideoVAE.from_pretrained(vae, device=device)
-    encoder = text_encoder or default_text_encoder(device=device)
+    encoder = default_text_encoder(device=device) if text_encoder is None else text_encoder
     dataset = WorldDataset(get_preset(preset.data) if data is None else data, shuffle=False)
     fingerprint = vae_fingerprint(vae)
     paths = build_cache(
@@ -274,7 +289,7 @@ def train_dit(
     )
     channels = vae_model.config.latent_channels
     del vae_model
-    batches = LatentBatches(paths, preset)
+    batches = LatentBatches.from_files(paths, preset)
     model = DiT(replace(DIT_PRESETS[preset.model], latent_channels=channels))  # the VAE's
     trainer = Trainer(
         model, preset, out, device=device, precision=precision, save=save_dit, progress=progress
@@ -287,6 +302,17 @@ def train_dit(
         buckets=batches.buckets,
         parameters=model.num_params(),
     )
+
+    step_fn = dit_step_fn(model, batches, preset, device)
+    trainer.fit(step_fn, steps=steps)
+    return trainer
+
+
+def dit_step_fn(
+    model: DiT, batches: LatentBatches, preset: TrainPreset, device: torch.device
+) -> StepFn:
+    """The loss of step ``step``: a batch of ``batches``, text dropped for a share
+    ``text_dropout`` of samples, context frames given and left out of the loss."""
 
     def step_fn(step: int) -> tuple[Tensor, dict[str, float]]:
         b = batches.batch(step)
@@ -313,5 +339,4 @@ def train_dit(
         )
         return loss, {}
 
-    trainer.fit(step_fn, steps=steps)
-    return trainer
+    return step_fn

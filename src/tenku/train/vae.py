@@ -122,7 +122,7 @@ def train_vae(
     *,
     data: str | Path | None = None,
     device: torch.device,
-    precision: torch.dtype = torch.float32,
+    precision: torch.dtype | None = torch.float32,
     steps: int | None = None,
     eval_clips: int = 32,
     progress: bool = True,

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# The training run on a lent H200: one command for the `device` tool, dry-run tested on the CPU
+# by tests/test_recipe.py. Prepare here once (the pruned text encoder, 22 MB, is carried):
+#   .venv/bin/python -m tenku.train.device pack-text --out .device/minilm-world
+# then call the device tool's run with
+#   command: bash scripts/device-train.sh 510s     carry: [".device"]     timeout_s: 600
+# It writes the model folder into $OUT/model at every transformer checkpoint, and train.log,
+# summary.json and loss.png beside it after every phase (8 files: what the tool brings back).
+# Usage: scripts/device-train.sh [BUDGET=510s] [RECIPE=world-m] [DEVICE=cuda]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+budget=${1:-510s}
+recipe=${2:-world-m}
+device=${3:-cuda}
+results=${OUT:?OUT must name the folder that comes back (the device tool sets it)}
+python=${PYTHON:-python3}
+export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
+export PYTHONUNBUFFERED=1
+if [ "$device" = cuda ] && command -v nvidia-smi >/dev/null; then
+    nvidia-smi --query-gpu=name,memory.used,memory.total --format=csv,noheader || true
+fi
+exec "$python" -m tenku.train.device run --budget "$budget" --recipe "$recipe" \
+    --device "$device" --out "${RUN_DIR:-/tmp/tenku-run}" --results "$results" \
+    --text-encoder "${TEXT_ENCODER:-.device/minilm-world}"
