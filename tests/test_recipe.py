@@ -159,3 +159,15 @@ def test_device_script_dry_run_without_the_packages_the_device_lacks(tmp_path, p
     summary = json.loads((out / "summary.json").read_text())
     assert "dit" in summary["phases"] and "init: none" in done.stdout
     assert TenkuPipeline.from_pretrained(out / "model").vae is not None
+
+
+def test_scene_chunks_drawn_in_worker_processes_are_the_same_scenes():
+    from tenku.world.dataset import Bucket, scene_chunks
+
+    jobs = [(0, 13, k, Bucket(64, 64, 9), 3, 2) for k in range(4)]
+    here = list(scene_chunks(jobs, workers=0))
+    there = list(scene_chunks(jobs, workers=2))
+    assert here == there and len(here[0][0]) == 3 and len(here[0][1][0]) == 2
+    chunks = scene_chunks(jobs * 50, workers=2)
+    next(chunks)
+    chunks.close()  # stopping early cancels the rest instead of drawing it

@@ -182,6 +182,7 @@ class WorldRecipe:
     shares: tuple[float, float, float] = (0.35, 0.1, 0.55)  # of the budget: vae, cache, dit
     finish_s: float = 20.0  # seconds kept back for the export, plots and held-out PSNR
     vae_clips: int = 0  # clips rendered per VAE step (0 = batch_size); crops are cut from them
+    vae_pool: int = 2048  # scenes the VAE's clips are drawn from (sampled once)
     cache_chunk: int = 8  # clips rendered and encoded per call while building the cache
     cache_max: int = 4096  # clips at most in the cache
     cache_captions: int = 2  # captions per cached clip
@@ -226,6 +227,7 @@ RECIPES: dict[str, WorldRecipe] = {
             finish_s=5.0,
             cache_chunk=2,
             cache_max=8,
+            vae_pool=16,
             eval_clips=2,
             checkpoint_s=1.0,
         ),
@@ -253,8 +255,9 @@ RECIPES: dict[str, WorldRecipe] = {
             dit=_dit("world-m", model="world-s", batch_size=128, lr=5e-4, warmup=300,
                      ema_decay=0.999, context_prob=0.3),
             buckets=_WORLD_BUCKETS,
-            shares=(0.3, 0.12, 0.58),
+            shares=(0.4, 0.1, 0.5),  # the VAE bounds everything: it gets the most
             vae_clips=32,
+            vae_pool=16384,
             cache_chunk=64,
             cache_max=60_000,
             eval_clips=64,

@@ -23,6 +23,7 @@ renderer on CUDA or the numpy one on a CPU. Held-out combinations never reach tr
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, replace
@@ -41,10 +42,8 @@ from tenku.train.dit import LatentBatches, dit_step_fn, encode_videos
 from tenku.train.loop import Trainer, hardware, plot_history, step_generator, step_rng
 from tenku.train.presets import WorldRecipe
 from tenku.train.vae import evaluate_vae, heldout_clips, psnr_from_mse
-from tenku.world.captions import captions
-from tenku.world.dataset import Bucket
+from tenku.world.dataset import scene_chunks
 from tenku.world.render import render
-from tenku.world.sample import SamplerConfig, sample_scene
 from tenku.world.spec import SceneSpec
 
 PHASES = ("vae", "cache", "dit")
@@ -54,12 +53,10 @@ SMOKE_STEPS = 2
 # ----------------------------------------------------------------------------- data
 
 
-def draw_specs(seed: int, step: int, stream: int, bucket: Bucket, n: int) -> list[SceneSpec]:
-    """``n`` scenes of ``bucket``'s shape, a pure function of ``(seed, step, stream)``."""
-    rng = step_rng(seed, step, stream)
-    cfg = SamplerConfig(width=bucket.width, height=bucket.height, frames=bucket.frames,
-                        fps=bucket.fps)  # fmt: skip
-    return [sample_scene(rng, cfg) for _ in range(n)]
+def scene_workers(device: torch.device) -> int:
+    """Processes that draw scenes: all cores but one beside a GPU (sampling a scene costs
+    2-5 ms of Python, more than a GPU step per clip); none on a CPU, which trains instead."""
+    return max((os.cpu_count() or 1) - 1, 0) if device.type == "cuda" else 0
 
 
 def render_clips(specs: list[SceneSpec], device: torch.device) -> Tensor:
@@ -70,23 +67,29 @@ def render_clips(specs: list[SceneSpec], device: torch.device) -> Tensor:
 
         try:
             return render_batch(specs, device)
-        except RuntimeError as err:  # never lose a device run to the renderer: say, fall back
+        except Exception as err:  # never lose a device run to the renderer: say it, fall back
             print(f"render_batch failed on {device} ({err}); rendering with numpy", flush=True)
     return torch.from_numpy(np.stack([render(s) for s in specs])).to(device)
 
 
 class CropStream:
-    """VAE batches: fresh clips of the first bucket each step, cut into random crops."""
+    """VAE batches: clips of scenes drawn from a pool of ``vae_pool`` scenes of the first
+    bucket (sampled once, in worker processes beside a GPU), cut into random crops."""
 
     def __init__(self, recipe: WorldRecipe, spatial: int, device: torch.device):
         self.recipe, self.spatial, self.device = recipe, spatial, device
+        p, b = recipe.vae, recipe.buckets[0]
+        sizes = [min(256, recipe.vae_pool - i) for i in range(0, recipe.vae_pool, 256)]
+        jobs = [(p.seed, 10, k, b, n, 0) for k, n in enumerate(sizes)]
+        self.scenes = [s for specs, _ in scene_chunks(jobs, scene_workers(device)) for s in specs]
 
     def __call__(self, step: int) -> Tensor:
         """``(B, 3, crop_frames, crop, crop)`` float video in [-1, 1] on the device."""
         p, b = self.recipe.vae, self.recipe.buckets[0]
         n = self.recipe.vae_clips or p.batch_size
-        clips = render_clips(draw_specs(p.seed, step, 10, b, n), self.device)  # (N, T, H, W, 3)
         rng = step_rng(p.seed, step, 11)
+        specs = [self.scenes[int(i)] for i in rng.choice(len(self.scenes), n, replace=False)]
+        clips = render_clips(specs, self.device)  # (N, T, H, W, 3)
         frames = min(p.crop_frames, 1 + (b.frames - 1) // 4 * 4)
         crop, s = min(p.crop_size, b.height, b.width), self.spatial
         out = []
@@ -112,33 +115,36 @@ def build_pool(
     ``clips`` (default ``cache_max``) clips are spent; at least one chunk per bucket."""
     limit = clips or recipe.cache_max
     preset = replace(recipe.dit, cache_captions=recipe.cache_captions)
+    seed, first = recipe.dit.seed, len(recipe.buckets)  # each bucket once, then by weight
     weights = np.asarray([b.weight for b in recipe.buckets])
-    first = len(recipe.buckets)  # the first round takes each bucket once, then by weight
+    picks = step_rng(seed, 0, 12).choice(first, 2 * limit // recipe.cache_chunk + first,
+                                         p=weights / weights.sum())  # fmt: skip
+    jobs = [
+        (seed, 13, k, recipe.buckets[k if k < first else int(picks[k])],
+         min(recipe.cache_chunk, max(limit // first, 1)) if k < first else recipe.cache_chunk, 4)
+        for k in range(len(picks))
+    ]  # fmt: skip
     entries: list[dict[str, Any]] = []
-    count, started, k = 0, time.perf_counter(), 0
+    count, started = 0, time.perf_counter()
     vae.eval()
-    while count < limit:
-        if k >= first and budget_s is not None and time.perf_counter() - started >= budget_s:
+    chunks = scene_chunks(jobs, scene_workers(device))
+    for k, (specs, caps) in enumerate(chunks):
+        if count >= limit or (
+            k >= first and budget_s is not None and time.perf_counter() - started >= budget_s
+        ):
+            chunks.close()
             break
-        rng = step_rng(recipe.dit.seed, k, 12)
-        if k < first:
-            bucket, n = recipe.buckets[k], min(recipe.cache_chunk, max(limit // first, 1))
-        else:
-            bucket = recipe.buckets[int(rng.choice(first, p=weights / weights.sum()))]
-            n = min(recipe.cache_chunk, limit - count)
-        specs = draw_specs(recipe.dit.seed, k, 13, bucket, n)
-        caps = np.asarray([captions(s, rng, 4) for s in specs])
+        specs, caps = specs[: limit - count], caps[: limit - count]
         videos = render_clips(specs, device)
         entry = encode_videos(
-            preset, videos, caps, vae, encoder, device, f"pool-{k}",
+            preset, videos, np.asarray(caps), vae, encoder, device, f"pool-{k}",
             chunk=recipe.cache_chunk, store=device,
         )  # fmt: skip
-        entry["bucket"] = bucket.name
+        entry["bucket"] = jobs[k][3].name
         entries.append(entry)
-        count += n
-        k += 1
+        count += len(specs)
         if progress:
-            progress(n)
+            progress(len(specs))
     return entries
 
 

@@ -119,6 +119,43 @@ def get_preset(name: str) -> DatasetPreset:
     return PRESETS[name]
 
 
+def draw_scenes(
+    seed: int, stream: int, k: int, bucket: Bucket, n: int, captions_per: int = 0
+) -> tuple[list[SceneSpec], list[list[str]]]:
+    """Chunk ``k`` of a stream of scenes: ``n`` specs of ``bucket``'s shape and
+    ``captions_per`` captions each, a pure function of ``(seed, stream, k)``.
+
+    Sampling a scene costs 2-5 ms of Python (layouts are drawn by rejection), so a training run
+    that needs scenes faster than that draws chunks in worker processes (:func:`scene_chunks`).
+    """
+    rng = np.random.default_rng([seed, stream, k])
+    cfg = SamplerConfig(width=bucket.width, height=bucket.height, frames=bucket.frames,
+                        fps=bucket.fps)  # fmt: skip
+    specs = [sample_scene(rng, cfg) for _ in range(n)]
+    return specs, [captions(s, rng, captions_per) for s in specs]
+
+
+def scene_chunks(
+    jobs: list[tuple[int, int, int, Bucket, int, int]], workers: int = 0
+) -> Iterator[tuple[list[SceneSpec], list[list[str]]]]:
+    """:func:`draw_scenes` of each job ``(seed, stream, k, bucket, n, captions_per)``, in
+    order; with ``workers`` > 1 they are drawn ahead in spawned processes (safe beside CUDA).
+    Stopping early (closing the generator) cancels what was not drawn yet."""
+    if workers <= 1:
+        for job in jobs:
+            yield draw_scenes(*job)
+        return
+    import multiprocessing
+
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+    try:
+        futures = [pool.submit(draw_scenes, *job) for job in jobs]
+        for future in futures:
+            yield future.result()
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
 def make_shard(preset: DatasetPreset, k: int) -> dict[str, np.ndarray]:
     """Draw and render shard ``k`` of ``preset`` (deterministic in ``preset.seed`` and ``k``).
 
