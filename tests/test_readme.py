@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shlex
 import shutil
 import subprocess
 import sys
@@ -157,28 +156,24 @@ def test_readme_retrain_recipe_runs_with_the_tiny_presets(tmp_path):
 
 @pytest.mark.filterwarnings("ignore:The Sora API:DeprecationWarning")
 def test_readme_serve_example(tmp_path):
-    """The README's serve example as written: a plan, a key, `tenku serve` (on a free port
-    instead of 8000) and the `openai` client code, with the shipped model."""
+    """The README's serve example as written, line by line in bash from the folder of the
+    first command (`.venv` is this environment): install the client, a plan, a key saved to
+    a file, `tenku serve` (on a free port instead of 8000), then the `openai` client code,
+    which reads the key's token from that file, with the shipped model."""
     (shell,) = [b for b in fenced_blocks("") if "tenku serve" in b]
     (client_code,) = [b for b in fenced_blocks("") if "OpenAI(" in b]
-    lines = [line.split("#")[0].strip() for line in shell.strip().splitlines()]
-    tenku = str(Path(sys.executable).parent / "tenku")
-    token = None
-    for line in lines[:-1]:
-        done = subprocess.run(
-            [tenku, *shlex.split(line)[1:]],
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        if found := re.search(r"tk-[\w-]+", done.stdout):
-            token = found.group(0)
-    assert token is not None, "`tenku keys create` printed no token"
+    (tmp_path / ".venv").symlink_to(sys.prefix)
+    *setup, serve = shell.strip().splitlines()
+    assert all(line.startswith(".venv/bin/") for line in shell.strip().splitlines())
+    for line in setup:
+        subprocess.run(["bash", "-euo", "pipefail", "-c", line], cwd=tmp_path, check=True)
+    assert "tk-" in (tmp_path / "alice.key").read_text(), "`tenku keys create` saved no token"
     port = free_port()
-    command = [tenku, *shlex.split(lines[-1].replace("8000", str(port)))[1:]]
     server = subprocess.Popen(
-        command, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        ["bash", "-euo", "pipefail", "-c", f"exec {serve.replace('8000', str(port))}"],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
     try:
         deadline = time.monotonic() + 120
@@ -194,7 +189,7 @@ def test_readme_serve_example(tmp_path):
         try:
             os.chdir(tmp_path)
             code = client_code.replace("127.0.0.1:8000", f"127.0.0.1:{port}")
-            exec(compile(code, "README.md", "exec"), {"TOKEN": token})
+            exec(compile(code, "README.md", "exec"), {})
         finally:
             os.chdir(cwd)
     finally:
