@@ -131,14 +131,31 @@ def test_cli_train_world_help_and_errors(tmp_path, capsys):
     assert "init: nowhere is not a folder" in capsys.readouterr().err
 
 
-def test_device_script_dry_run_without_the_packages_the_device_lacks(tmp_path, packed_encoder):
-    """scripts/device-train.sh as the device tool runs it, at tiny size on the CPU, with
-    PyAV, FastAPI, diffusers and the MiniLM wheel made unimportable (the device has none)."""
+def device_like(tmp_path: Path) -> Path:
+    """A folder whose sitecustomize.py makes what the device lacks unimportable."""
     blocker = tmp_path / "site"
-    blocker.mkdir()
+    blocker.mkdir(exist_ok=True)
     (blocker / "sitecustomize.py").write_text(
         "import sys\n" + "".join(f"sys.modules[{m!r}] = None\n" for m in ABSENT_ON_DEVICE)
     )
+    return blocker
+
+
+def test_throughput_bench_runs_where_the_device_script_runs_it(tmp_path):
+    env = {**os.environ, "PYTHONPATH": f"{device_like(tmp_path)}:{ROOT / 'src'}"}
+    args = ["--dit", "tiny", "--vae", "tiny", "--batch", "2", "--steps", "1", "--threads", "1"]
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "train_throughput.py"), *args],
+        env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "matmul peak" in done.stdout and "bf16 speed-up over fp32" in done.stdout
+
+
+def test_device_script_dry_run_without_the_packages_the_device_lacks(tmp_path, packed_encoder):
+    """scripts/device-train.sh as the device tool runs it, at tiny size on the CPU, with
+    PyAV, FastAPI, diffusers and the MiniLM wheel made unimportable (the device has none)."""
+    blocker = device_like(tmp_path)
     out = tmp_path / "out"
     env = {
         **os.environ,
