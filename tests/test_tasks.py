@@ -266,8 +266,8 @@ def test_a_sidecar_regenerates_the_same_video_on_another_thread_count(model_dir,
 
 
 def test_the_same_frames_encode_to_the_same_bytes_every_time(pipe, clip, tmp_path):
-    """libx264's macroblock-tree rate control gave other bytes for the same frames on about one
-    run in ten (a tiny-model clip, one thread); tenku turns it off (``tenku.io.video``)."""
+    """libx264 with B-frames gave other bytes for the same frames on about one run in ten (a
+    tiny-model clip, one thread); tenku encodes without them (``tenku.io.video``)."""
     from tenku.safety.invisible import embed
     from tenku.safety.visible import VisibleOptions, apply_visible
 
