@@ -4,9 +4,9 @@
 
 Runs each command ``--runs`` times as a fresh process (the console script next to this Python,
 as a user types it) and prints the median and the range of the wall times, against the targets
-(0.3 s and 0.5 s). Neither command imports torch; what they cost is Python, argparse and the
-modules the parser's choices come from (numpy among them). ``keys list`` reads an empty data
-folder made for the run, so it also opens (and creates) the SQLite job store.
+(0.3 s and 0.5 s). `tenku --help` is built from the command index (``tenku.cli.COMMANDS``)
+and imports no command module; ``keys list`` imports the serve commands and the SQLite job store
+only, and reads an empty data folder made for the run (so it also creates the store).
 """
 
 from __future__ import annotations

@@ -103,6 +103,40 @@ def test_help_keys_plans_moderate_and_verify_do_not_import_torch(tmp_path):
     assert result.returncode == 0, result.stderr
 
 
+def test_the_command_index_matches_what_the_modules_register():
+    from tenku.cli import COMMANDS, SUMMARIES
+
+    full = build_parser()._subparsers._group_actions[0]
+    assert [a.dest for a in full._choices_actions] == list(COMMANDS) == list(SUMMARIES)
+    assert {a.dest: a.help for a in full._choices_actions} == SUMMARIES
+    top = run("--help").stdout
+    assert all(name in top for name in COMMANDS) and "train the default model" in top
+
+
+TOP_HELP = """
+import sys
+from tenku.cli import main
+try:
+    main(["--help"])
+except SystemExit:
+    pass
+loaded = [m for m in sys.modules if m.startswith("tenku.cli.") or m in ("numpy", "torch")]
+assert not loaded, loaded
+main(sys.argv[1].split("|"))
+assert "tenku.cli.world" not in sys.modules and "numpy" not in sys.modules
+"""
+
+
+def test_tenku_help_and_keys_list_import_only_what_they_use(tmp_path):
+    """`tenku --help` is the index alone; `tenku keys list` loads the serve commands only."""
+    env = {**os.environ, "TENKU_HOME": str(tmp_path / "home")}
+    argv = f"keys|list|--data|{tmp_path / 'data'}"
+    result = subprocess.run(
+        [sys.executable, "-c", TOP_HELP, argv], capture_output=True, text=True, env=env
+    )
+    assert result.returncode == 0, result.stderr
+
+
 def test_the_request_knows_every_sampler_without_importing_them():
     from tenku.diffusion import SAMPLERS
     from tenku.pipelines.request import SAMPLER_NAMES
