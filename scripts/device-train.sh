@@ -8,6 +8,7 @@
 # summary.json and loss.png beside it after every phase (8 files: what the tool brings back).
 # Usage: scripts/device-train.sh [BUDGET=450s] [RECIPE=world-m] [DEVICE=cuda]
 # On CUDA it first prints bench/train_throughput.py (at most 100 s), then trains for BUDGET.
+# SHARES=0,0.1,0.9 keeps the shipped VAE (when it is the recipe's) and trains the transformer.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 budget=${1:-450s}
@@ -25,4 +26,4 @@ if [ "$device" = cuda ]; then
 fi
 exec "$python" -m tenku.train.device run --budget "$budget" --recipe "$recipe" \
     --device "$device" --out "${RUN_DIR:-/tmp/tenku-run}" --results "$results" \
-    --text-encoder "${TEXT_ENCODER:-.device/minilm-world}"
+    --text-encoder "${TEXT_ENCODER:-.device/minilm-world}" --shares "${SHARES:-}"

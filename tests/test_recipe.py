@@ -188,3 +188,14 @@ def test_scene_chunks_drawn_in_worker_processes_are_the_same_scenes():
     chunks = scene_chunks(jobs * 50, workers=2)
     next(chunks)
     chunks.close()  # stopping early cancels the rest instead of drawing it
+
+
+def test_a_vae_share_of_zero_keeps_the_init_vae_and_trains_the_transformer(tmp_path, model_dir):
+    recipe = replace(RECIPES["tiny"], shares=(0.0, 0.2, 0.8))
+    summary = train_world(
+        recipe, tmp_path, budget_s=4, device=CPU, init=model_dir, smoke=False, progress=False
+    )
+    assert summary["phases"]["vae"]["kept"] == str(model_dir / "vae")
+    assert summary["phases"]["dit"]["steps"] >= 1
+    kept = tmp_path / "model" / "vae" / "model.safetensors"
+    assert kept.read_bytes() == (model_dir / "vae" / "model.safetensors").read_bytes()

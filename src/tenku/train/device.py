@@ -20,6 +20,7 @@ import argparse
 import json
 import shutil
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 PACKED_WORDS = "word_ids"  # the kept token ids, stored beside the weights
@@ -84,10 +85,12 @@ def run(args: argparse.Namespace) -> None:
     import torch
 
     from tenku.train.loop import pick_device, pick_precision
-    from tenku.train.presets import get_recipe, parse_budget
+    from tenku.train.presets import get_recipe, parse_budget, parse_shares
     from tenku.train.recipe import train_world
 
     recipe, budget = get_recipe(args.recipe), parse_budget(args.budget)
+    if args.shares:
+        recipe = replace(recipe, shares=parse_shares(args.shares))
     device = pick_device(args.device)
     results = Path(args.results)
     init = shipped_init(args.init, recipe)
@@ -148,6 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     go.add_argument("--results", required=True, help="folder for the 8 files to bring back")
     go.add_argument("--text-encoder", default=None, help="the packed text encoder folder")
     go.add_argument("--device", default="auto", help="auto, cpu, cuda")
+    go.add_argument("--shares", default="", help="vae,cache,dit shares (default: the recipe's)")
     go.add_argument(
         "--init", default="auto", help="auto (the shipped weights if they fit), none, or a folder"
     )

@@ -273,6 +273,17 @@ def get_recipe(name: str) -> WorldRecipe:
     return RECIPES[name]
 
 
+def parse_shares(text: str) -> tuple[float, float, float]:
+    """``"0.4,0.1,0.5"`` -> the (vae, cache, dit) shares of a run's budget."""
+    try:
+        shares = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        shares = ()
+    if len(shares) != 3 or min(shares) < 0 or not 0 < sum(shares) < math.inf:
+        raise ValueError(f"shares: {text!r} must be three non-negative numbers like 0.4,0.1,0.5")
+    return shares  # type: ignore[return-value]
+
+
 def parse_budget(text: str) -> float:
     """``"90s"``, ``"8m"``, ``"2.5h"`` or plain seconds -> seconds (> 0)."""
     units = {"s": 1.0, "m": 60.0, "h": 3600.0}

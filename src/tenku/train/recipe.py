@@ -266,34 +266,19 @@ def _phases(
 
     budget = seconds or {}
     torch.manual_seed(recipe.vae.seed)
-    # 1. the VAE
+    # 1. the VAE (kept as it is when its share is 0 and --init gives one)
     vae = VideoVAE(VAE_PRESETS[recipe.vae.model])
     if init is not None:
         vae = _load_init(vae, Path(init) / "vae")
-    trainer = Trainer(vae, recipe.vae, out / "vae", device=device, precision=precision,
-                      save=lambda m, d, meta: m.save_pretrained(d, meta=meta),
-                      progress=progress)  # fmt: skip
-    crops = CropStream(recipe, vae.config.spatial_compression, device)
-
-    def vae_step(step: int) -> tuple[Tensor, dict[str, float]]:
-        x = crops(step)
-        recon, posterior = trainer.model(x, generator=step_generator(recipe.vae.seed, step, device))
-        loss, parts = vae_loss(recon, x, posterior, colour_weight=recipe.vae.colour_weight)
-        logged = {k: float(v) for k, v in parts.items()}
-        logged["psnr"] = psnr_from_mse(logged["mse"])
-        return loss, logged
-
-    if smoke:
-        trainer.fit(vae_step, steps=SMOKE_STEPS)
+    if recipe.shares[0] == 0 and init is not None:
+        clips = 2 if smoke else recipe.eval_clips
+        vae_trained, vae_history, vae_figures = _keep_vae(vae, Path(init) / "vae", out, recipe,
+                                                          device, clips)  # fmt: skip
+        note("vae", kept=str(Path(init) / "vae"), **vae_figures)
     else:
-        trainer.fit(vae_step, budget_s=budget["vae"], checkpoint_s=recipe.checkpoint_s)
-    vae_figures = _finish_vae(trainer, recipe, 2 if smoke else recipe.eval_clips)
-    vae_trained = trainer.ema.module
-    note("vae", steps=trainer.step, seconds=round(trainer.seconds, 1),
-         precision=str(trainer.precision).removeprefix("torch."),
-         samples=trainer.step * recipe.vae.batch_size, **vae_figures)  # fmt: skip
-    vae_history = trainer.history
-    del trainer
+        vae_trained, vae_history, vae_figures = _train_vae(
+            vae, recipe, out, device, precision, budget.get("vae", 0.0), smoke, progress, note
+        )
     # 2. the latent cache
     started = time.perf_counter()
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
@@ -346,6 +331,62 @@ def _phases(
                for h in vae_history]  # fmt: skip
     history += [{"step": h["step"], "transformer loss": h["loss"]} for h in trainer.history]
     plot_history(history, out / "loss.png", f"tenku train world --recipe {recipe.name}")
+
+
+def _train_vae(
+    vae: VideoVAE,
+    recipe: WorldRecipe,
+    out: Path,
+    device: torch.device,
+    precision: torch.dtype | None,
+    seconds: float,
+    smoke: bool,
+    progress: bool,
+    note: Callable[..., None],
+) -> tuple[VideoVAE, list[dict[str, float]], dict[str, Any]]:
+    """Train ``vae`` for ``seconds`` (or two steps); the EMA model, its history and figures."""
+    trainer = Trainer(vae, recipe.vae, out / "vae", device=device, precision=precision,
+                      save=lambda m, d, meta: m.save_pretrained(d, meta=meta),
+                      progress=progress)  # fmt: skip
+    crops = CropStream(recipe, vae.config.spatial_compression, device)
+
+    def vae_step(step: int) -> tuple[Tensor, dict[str, float]]:
+        x = crops(step)
+        recon, posterior = trainer.model(x, generator=step_generator(recipe.vae.seed, step, device))
+        loss, parts = vae_loss(recon, x, posterior, colour_weight=recipe.vae.colour_weight)
+        logged = {k: float(v) for k, v in parts.items()}
+        logged["psnr"] = psnr_from_mse(logged["mse"])
+        return loss, logged
+
+    if smoke:
+        trainer.fit(vae_step, steps=SMOKE_STEPS)
+    else:
+        trainer.fit(vae_step, budget_s=seconds, checkpoint_s=recipe.checkpoint_s)
+    figures = _finish_vae(trainer, recipe, 2 if smoke else recipe.eval_clips)
+    note("vae", steps=trainer.step, seconds=round(trainer.seconds, 1),
+         precision=str(trainer.precision).removeprefix("torch."),
+         samples=trainer.step * recipe.vae.batch_size, **figures)  # fmt: skip
+    ema = trainer.ema.module
+    assert isinstance(ema, VideoVAE)
+    return ema, trainer.history, figures
+
+
+def _keep_vae(
+    vae: VideoVAE, source: Path, out: Path, recipe: WorldRecipe, device: torch.device, clips: int
+) -> tuple[VideoVAE, list[dict[str, float]], dict[str, Any]]:
+    """The VAE of ``--init`` as it is (same weights, same scaling), copied to OUT/vae/model,
+    with its held-out PSNR; no history."""
+    import shutil
+
+    dest = out / "vae" / "model"
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in ("config.json", "model.safetensors"):
+        shutil.copyfile(source / name, dest / name)
+    vae = vae.to(device).eval()
+    b = recipe.buckets[0]
+    held = heldout_clips(clips, width=b.width, height=b.height, frames=b.frames)
+    psnr = evaluate_vae(vae, held)["psnr"]
+    return vae, [], {"heldout_psnr_db": round(psnr, 2), "heldout_clips": f"{clips} x {b.name}"}
 
 
 def _finish_vae(trainer: Trainer, recipe: WorldRecipe, clips: int) -> dict[str, float]:
