@@ -164,6 +164,7 @@ def test_device_script_dry_run_without_the_packages_the_device_lacks(tmp_path, p
         "PYTHONPATH": str(blocker),
         "RUN_DIR": str(tmp_path / "run"),
         "TEXT_ENCODER": str(packed_encoder[0]),
+        "TENKU_SCENE_WORKERS": "2",  # scenes drawn in spawned processes, as beside a GPU
     }
     done = subprocess.run(
         ["bash", str(ROOT / "scripts" / "device-train.sh"), "14s", "tiny", "cpu"],

@@ -55,7 +55,10 @@ SMOKE_STEPS = 2
 
 def scene_workers(device: torch.device) -> int:
     """Processes that draw scenes: all cores but one beside a GPU (sampling a scene costs
-    2-5 ms of Python, more than a GPU step per clip); none on a CPU, which trains instead."""
+    2-5 ms of Python, more than a GPU step per clip); none on a CPU, which trains instead.
+    ``$TENKU_SCENE_WORKERS`` overrides it (the device script's dry run uses it)."""
+    if os.environ.get("TENKU_SCENE_WORKERS"):
+        return int(os.environ["TENKU_SCENE_WORKERS"])
     return max((os.cpu_count() or 1) - 1, 0) if device.type == "cuda" else 0
 
 
