@@ -120,7 +120,7 @@ def test_text_file_as_image_and_oversized_uploads(api):
     error = check(
         api.post("/v1/videos", data={"prompt": "a"}, files=files), "input_reference", (413,)
     )
-    assert "MB limit" in error["message"]
+    assert "bytes (13.4 MiB)" in error["message"]
 
     async def chunks():  # no Content-Length (chunked): refused once the limit is crossed
         yield b'{"prompt": "a", "input_reference": {"image_url": "'
@@ -240,7 +240,13 @@ def bad_requests(draw) -> tuple[str, str, dict]:
             st.one_of(
                 st.fixed_dictionaries({"after": TEXT.filter(bool)}),
                 st.fixed_dictionaries(
-                    {"limit": st.one_of(st.integers(max_value=0), st.integers(min_value=101), TEXT)}
+                    {
+                        "limit": st.one_of(
+                            st.integers(max_value=0),
+                            st.integers(min_value=101),
+                            TEXT.filter(lambda s: not _valid_limit(s)),  # "1" is a good limit
+                        )
+                    }
                 ),
                 st.fixed_dictionaries({"order": TEXT.filter(lambda s: s not in ("asc", "desc"))}),
             )
@@ -287,6 +293,15 @@ CREATE_FIELDS = {
     "blend",
 }
 BOOL_WORDS = {"0", "1", "true", "false", "yes", "no", "on", "off", "t", "f", "y", "n"}
+
+
+def _valid_limit(text: str) -> bool:
+    from pydantic import TypeAdapter, ValidationError
+
+    try:
+        return 1 <= TypeAdapter(int).validate_python(text) <= 100
+    except ValidationError:
+        return False
 
 
 def _is_object(body: bytes) -> bool:

@@ -321,3 +321,27 @@ def test_the_documented_body_limit_is_the_enforced_one(setup):
     over = direct.post("/v1/videos", content=b" " * (MAX_BODY_BYTES + 1), headers=headers)
     assert_error(over, 413, "input_reference")
     assert f"{MAX_BODY_BYTES:,} bytes" in over.json()["error"]["message"]
+
+
+def test_the_schema_separates_json_and_form_bodies(setup):
+    """Multipart bodies carry files and no nulls; edits and extensions need their source;
+    non-JSON responses declare their media types; Allow names the literal path's methods."""
+    _, _, direct = setup
+    spec = direct.get("/openapi.json").json()
+    schemas = spec["components"]["schemas"]
+    form = schemas["CreateVideoBodyForm"]["properties"]
+    assert form["input_reference"]["format"] == "binary"
+    assert all("anyOf" not in p or {"type": "null"} not in p["anyOf"] for p in form.values())
+    for name in ("EditBody", "ExtendBody", "EditBodyForm", "ExtendBodyForm"):
+        assert "video" in schemas[name]["required"], name
+    assert "video" not in schemas["RemixBody"]["properties"]
+    assert schemas["ExtendBody"]["properties"]["seconds"]["exclusiveMinimum"] == 0
+    events = spec["paths"]["/v1/events"]["get"]["responses"]["200"]["content"]
+    assert list(events) == ["text/event-stream"]
+    content = spec["paths"]["/v1/videos/{video_id}/content"]["get"]["responses"]["200"]
+    assert set(content["content"]) == {"video/mp4", "image/webp", "image/jpeg"}
+    assert direct.request("OPTIONS", "/v1/videos/edits").headers["allow"] == "POST"
+    remix = direct.post("/v1/videos/video_x/remix", json={"prompt": "a", "video": {"id": "v"}})
+    assert_error(remix, 400, "video")  # the source is in the path: no body field for it
+    extend = direct.post("/v1/videos/extensions", json={"prompt": "a", "seconds": 0})
+    assert_error(extend, 400, "seconds")

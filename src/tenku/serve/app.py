@@ -18,7 +18,6 @@ from typing import Any, Literal
 import anyio
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.openapi.utils import get_openapi
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
@@ -29,15 +28,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tenku import __version__
 from tenku.serve.convert import MAX_UPLOAD_BYTES, video_object
-from tenku.serve.schemas import (
-    ApiError,
-    CreateVideoBody,
-    ErrorBody,
-    ExtendBody,
-    RemixBody,
-    loads,
-    unflatten,
-)
+from tenku.serve.openapi import openapi_schema
+from tenku.serve.schemas import ApiError, loads, unflatten
 from tenku.serve.service import VideoService
 from tenku.serve.store import ApiKey
 
@@ -164,76 +156,12 @@ def _error_response(error: ApiError) -> JSONResponse:
     return JSONResponse(error.body(), status_code=error.status, headers=error.headers)
 
 
-ERROR_STATUSES = {
-    400: "bad input: a parameter or body field, named in `param`",
-    401: "missing or unknown API key",
-    404: "no such video of yours",
-    413: "the request body is over the size limit",
-    429: "a plan limit: size, seconds, videos per period or jobs at once (`param`)",
-}
-
-
-def _error_statuses(path: str, method: str, operation: dict[str, Any]) -> list[int]:
-    """The error statuses a public route answers, from its shape."""
-    statuses = [401]  # every /v1 route authenticates
-    queries = [p for p in operation.get("parameters", ()) if p["in"] == "query"]
-    if queries or method == "post":
-        statuses.append(400)
-    if "{video_id}" in path:
-        statuses.append(404)
-    if method == "post":
-        statuses += [413, 429]
-    return sorted(statuses)
-
-
-def _openapi(app: FastAPI) -> dict[str, Any]:
-    """FastAPI's schema plus the hand-read bodies (JSON or multipart) of the POST routes."""
-    if app.openapi_schema:
-        return app.openapi_schema
-    schema = get_openapi(
-        title=app.title, version=app.version, description=app.description, routes=app.routes
-    )
-    components = schema.setdefault("components", {}).setdefault("schemas", {})
-    bodies = {
-        ("/v1/videos", "post"): CreateVideoBody,
-        ("/v1/videos/{video_id}/remix", "post"): RemixBody,
-        ("/v1/videos/edits", "post"): RemixBody,
-        ("/v1/videos/extensions", "post"): ExtendBody,
-    }
-    for (path, method), model in bodies.items():
-        spec = model.model_json_schema(ref_template="#/components/schemas/{model}")
-        components.update(spec.pop("$defs", {}))
-        components[model.__name__] = spec
-        ref = {"schema": {"$ref": f"#/components/schemas/{model.__name__}"}}
-        schema["paths"][path][method]["requestBody"] = {
-            "required": True,
-            "content": {"application/json": ref, "multipart/form-data": ref},
-        }
-    components["ErrorBody"] = ErrorBody.model_json_schema(
-        ref_template="#/components/schemas/{model}"
-    )
-    components.update(components["ErrorBody"].pop("$defs", {}))
-    components.pop("HTTPValidationError", None)  # FastAPI's 422: answered as 400 here
-    components.pop("ValidationError", None)
-    error_ref = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}
-    for path, operations in schema["paths"].items():
-        for method, operation in operations.items():
-            responses = operation["responses"]
-            responses.pop("422", None)
-            for status in _error_statuses(path, method, operation):
-                responses[str(status)] = {
-                    "description": ERROR_STATUSES[status],
-                    "content": error_ref,
-                }
-            if "429" in responses:
-                responses["429"]["headers"] = {
-                    "Retry-After": {
-                        "description": "seconds until the quota or a job slot frees up",
-                        "schema": {"type": "integer"},
-                    }
-                }
-    app.openapi_schema = schema
-    return schema
+def _allowed(app: FastAPI, scope: Scope) -> list[str]:
+    """The methods of the resource at the request's path: those of every route whose path
+    matches it, the most literal ones only (``/v1/videos/edits`` is not a ``{video_id}``)."""
+    routes = [r for r in app.routes if isinstance(r, Route) and r.matches(scope)[0] != Match.NONE]
+    fewest = min((r.path.count("{") for r in routes), default=0)
+    return sorted({m for r in routes if r.path.count("{") == fewest for m in r.methods or ()})
 
 
 def create_app(service: VideoService, *, worker_token: str | None = None) -> FastAPI:
@@ -246,7 +174,7 @@ def create_app(service: VideoService, *, worker_token: str | None = None) -> Fas
     app.state.service = service
     app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES)
     app.add_middleware(CatchAll)  # added last: the outermost
-    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    app.openapi = lambda: openapi_schema(app)  # type: ignore[method-assign]
 
     @app.exception_handler(ApiError)
     async def api_error(_: Request, error: ApiError) -> JSONResponse:
@@ -262,14 +190,8 @@ def create_app(service: VideoService, *, worker_token: str | None = None) -> Fas
     async def http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
         code = "not_found" if error.status_code == 404 else None
         headers = dict(error.headers or {})
-        if error.status_code == 405:  # Allow: every method of the path, not only one route's
-            methods = {
-                method
-                for route in app.routes
-                if isinstance(route, Route) and route.matches(request.scope)[0] != Match.NONE
-                for method in route.methods or ()
-            }
-            headers["Allow"] = ", ".join(sorted(methods))
+        if error.status_code == 405:
+            headers["Allow"] = ", ".join(_allowed(app, request.scope))
         shaped = ApiError(error.status_code, str(error.detail), code=code, headers=headers)
         return _error_response(shaped)
 

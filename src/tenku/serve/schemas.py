@@ -152,10 +152,15 @@ class TenkuExtras(_Body):
     blend: BlendIn | None = Field(None, description="a second prompt mixed along a curve")
 
 
+# Documented in the schema, checked by GenerationRequest (with its own message): a prompt has
+# a character other than whitespace.
+PROMPT = {"pattern": "\\S"}
+
+
 class CreateVideoBody(TenkuExtras):
     """``POST /v1/videos``: OpenAI's fields, then tenku's extras."""
 
-    prompt: Text = Field(description="what the video shows")
+    prompt: Text = Field(description="what the video shows", json_schema_extra=PROMPT)
     model: Text | None = Field(None, description="this server's model name, or any sora-* alias")
     seconds: float | None = Field(None, description="duration in seconds (a number or string)")
     size: Text | None = Field(None, description="WIDTHxHEIGHT in pixels, multiples of 16")
@@ -165,22 +170,29 @@ class CreateVideoBody(TenkuExtras):
 
 
 class RemixBody(_Body):
-    """``POST /v1/videos/{id}/remix`` and ``/v1/videos/edits``: re-make a video."""
+    """``POST /v1/videos/{id}/remix``: re-make the video in the path under a new prompt."""
 
-    prompt: Text
-    video: VideoRef | None = Field(
-        None, description="edits: your video, or a video file (multipart); remix: in the path"
-    )
+    prompt: Text = Field(description="what the new video shows", json_schema_extra=PROMPT)
     strength: float = Field(0.6, description="how far the source is re-noised (0 keeps it)")
     seed: int | None = None
+
+
+class EditBody(RemixBody):
+    """``POST /v1/videos/edits``: re-make ``video`` (one of yours, or a file) under a new prompt."""
+
+    video: VideoRef | None = Field(
+        None, description="your video ({id}), or a video file (multipart): one is required"
+    )
 
 
 class ExtendBody(_Body):
     """``POST /v1/videos/extensions``: continue a video (or lead into it)."""
 
-    prompt: Text
-    seconds: float = Field(description="length of the new part in seconds")
-    video: VideoRef | None = Field(None, description="your video, or a video file (multipart)")
+    prompt: Text = Field(description="what the new part shows", json_schema_extra=PROMPT)
+    seconds: float = Field(gt=0, description="length of the new part in seconds")
+    video: VideoRef | None = Field(
+        None, description="your video ({id}), or a video file (multipart): one is required"
+    )
     direction: Literal["forward", "backward"] = Field(
         "forward", description="forward: continue after the end; backward: lead into the start"
     )

@@ -31,6 +31,7 @@ from tenku.serve.convert import (
 from tenku.serve.schemas import (
     ApiError,
     CreateVideoBody,
+    EditBody,
     ExtendBody,
     RemixBody,
     TenkuExtras,
@@ -164,13 +165,15 @@ class VideoService:
         """``POST /v1/videos/{id}/remix`` (``video_id``) or ``/v1/videos/edits`` (the body's
         ``video``: an id, or an uploaded file)."""
         try:
-            parsed = RemixBody.model_validate(body)
+            model = RemixBody if video_id is not None else EditBody
+            parsed = model.model_validate(body)
         except ValidationError as error:
             raise validation_error(error) from error
         job_id = new_id("video")
         if video_id is not None:
             path, source = self._source(key, video_id, "video_id", status=404)
         else:
+            assert isinstance(parsed, EditBody)
             path, source, video_id = self._given_video(key, parsed.video, upload, job_id)
         request = self._request(
             {"remix": "strength"},
@@ -191,8 +194,6 @@ class VideoService:
             parsed = ExtendBody.model_validate(body)
         except ValidationError as error:
             raise validation_error(error) from error
-        if not parsed.seconds > 0:
-            raise ApiError(400, f"seconds: must be positive, got {parsed.seconds}", param="seconds")
         job_id = new_id("video")
         path, source, video_id = self._given_video(key, parsed.video, upload, job_id)
         at = 0.0 if parsed.direction == "forward" else parsed.seconds
