@@ -278,6 +278,53 @@ def test_the_same_frames_encode_to_the_same_bytes_every_time(pipe, clip, tmp_pat
     assert all(f == files[0] for f in files)
 
 
+def test_chained_outputs_start_from_the_clean_original(model_dir, tmp_path, monkeypatch, capsys):
+    """i2v from a tenku still and extend of a tenku clip start from the unmarked originals in
+    the local library: one mark per output, the kept frames exactly the model's own; a tenku
+    output changed since it was written is used as it is, and the CLI says its marks will show."""
+    import tenku.safety.publish
+
+    monkeypatch.setenv("TENKU_HOME", str(tmp_path / "home"))
+    made: dict[str, np.ndarray] = {}  # file name -> the frames published there, before marking
+    publish = tenku.safety.publish.publish
+
+    def keep(frames, fps, path, **options):
+        made[path.name] = frames.copy()
+        return publish(frames, fps, path, **options)
+
+    monkeypatch.setattr(tenku.safety.publish, "publish", keep)
+    run = ["--steps", "2", "--model", str(model_dir), "--quiet"]
+    still, up, longer = tmp_path / "still.png", tmp_path / "up.mp4", tmp_path / "longer.mp4"
+    assert main(["image", "a ball", "--size", "64x64", "--seed", "1", "-o", str(still), *run]) == 0
+    assert (read_video(still).frames != made["still.png"]).any()  # published with its marks
+    i2v = ["i2v", "a ball", str(still), "--seconds", "1", "--size", "64x64", "--seed", "2"]
+    assert main([*i2v, "-o", str(up), *run]) == 0
+    np.testing.assert_array_equal(made["up.mp4"][0], made["still.png"][0])  # no second mark
+    assert (
+        main(["extend", "a ball", str(up), "--by", "1", "--seed", "3", "-o", str(longer), *run])
+        == 0
+    )
+    np.testing.assert_array_equal(made["longer.mp4"][:9], made["up.mp4"])  # kept exactly
+    assert capsys.readouterr().err.count("starting from its clean original") == 2
+    sidecar = json.loads(longer.with_suffix(".json").read_text())
+    assert sidecar["request"]["keyframes"][0]["path"].startswith(str(tmp_path / "home"))
+    assert sidecar["provenance"]["c2pa"]["ingredients"] == ["up.mp4"]  # the file as given
+    again = tmp_path / "again.mp4"
+    assert (
+        main(["generate", "--from-json", str(longer.with_suffix(".json")), "-o", str(again), *run])
+        == 0
+    )
+    np.testing.assert_array_equal(read_video(again).frames, read_video(longer).frames)
+    data = bytearray(up.read_bytes())
+    data[data.index(b"c2pa") + 40] ^= 0x01  # changed since tenku wrote it
+    (tmp_path / "changed.mp4").write_bytes(data)
+    changed = ["extend", "a ball", str(tmp_path / "changed.mp4"), "--by", "1", "--seed", "3"]
+    assert main([*changed, "-o", str(tmp_path / "x.mp4"), *run]) == 0
+    assert "its marks as well as its own" in capsys.readouterr().err
+    request = json.loads((tmp_path / "x.json").read_text())["request"]
+    assert request["keyframes"][0]["path"] == str(tmp_path / "changed.mp4")
+
+
 def test_cli_task_bad_input_names_the_field_and_writes_nothing(clip, tmp_path, capsys):
     path, _ = clip
     out = tmp_path / "x.mp4"

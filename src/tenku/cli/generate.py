@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
 from tenku.cli.models import add_backend_arguments, backend_kwargs
-from tenku.cli.output import output_paths, save_videos
+from tenku.cli.output import clean_sources, output_paths, save_videos
 from tenku.cli.world import parse_size
 from tenku.pipelines.request import ASPECTS, LIMITS, SAMPLER_NAMES, GenerationRequest, size_for
 
@@ -137,10 +138,13 @@ def run_request(args: argparse.Namespace, request: GenerationRequest) -> None:
         torch.set_num_threads(max(args.threads, 1))
     from tenku.pipelines.registry import load_backend
 
+    sourced, notes = clean_sources(request)  # tenku's own outputs: their unmarked originals
+    for note in notes:
+        print(f"tenku: {note}", file=sys.stderr)
     backend = load_backend(args.model, **backend_kwargs(args))
-    videos = backend.generate(request, progress=not args.quiet)
+    videos = backend.generate(sourced, progress=not args.quiet)
     visible = VisibleOptions(enabled=not args.no_watermark)
-    save_videos(videos, paths, quiet=args.quiet, visible=visible)
+    save_videos(videos, paths, quiet=args.quiet, visible=visible, sources=request)
 
 
 def cmd_generate(args: argparse.Namespace) -> None:
