@@ -13,6 +13,7 @@ import math
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
+from tenku.world.dataset import PRESETS as DATASET_PRESETS
 from tenku.world.dataset import Bucket
 
 Kind = Literal["vae", "dit"]
@@ -208,11 +209,7 @@ def _dit(name: str, **kw: Any) -> TrainPreset:
     return TrainPreset(name=name, kind="dit", description=name, **{**base, **kw})
 
 
-_WORLD_BUCKETS = tuple(
-    Bucket(w, h, n, weight=(3.0 if w == h else 1.0) * (2.0 if n == 17 else 1.0))
-    for n in (17, 33)
-    for w, h in ((128, 128), (224, 128), (128, 224))
-)
+_WORLD_BUCKETS = DATASET_PRESETS["world-128"].buckets  # the shipped model's shapes
 
 RECIPES: dict[str, WorldRecipe] = {
     r.name: r
