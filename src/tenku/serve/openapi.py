@@ -88,6 +88,7 @@ def _not_null(spec: dict[str, Any]) -> dict[str, Any]:
 def _bodies(spec: dict[str, Any], file: str | None, required: bool) -> tuple[dict, dict]:
     """The JSON and multipart schemas of one body model's schema ``spec``."""
     as_json, form = copy.deepcopy(spec), copy.deepcopy(spec)
+    form.pop("not", None)  # with a binary field, "not" breaks schemathesis' generator
     form["properties"] = {k: _not_null(v) for k, v in form["properties"].items()}
     if file is not None:
         form["properties"][file] = {

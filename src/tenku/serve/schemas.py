@@ -160,6 +160,15 @@ PROMPT = {"pattern": "\\S"}
 class CreateVideoBody(TenkuExtras):
     """``POST /v1/videos``: OpenAI's fields, then tenku's extras."""
 
+    model_config = ConfigDict(  # size, or aspect + resolution: not both (checked in service)
+        extra="forbid",
+        json_schema_extra={
+            "not": {
+                "anyOf": [{"required": ["size", "aspect"]}, {"required": ["size", "resolution"]}]
+            }
+        },
+    )
+
     prompt: Text = Field(description="what the video shows", json_schema_extra=PROMPT)
     model: Text | None = Field(None, description="this server's model name, or any sora-* alias")
     seconds: float | None = Field(None, description="duration in seconds (a number or string)")

@@ -7,6 +7,10 @@ the lease alive with :meth:`JobStore.heartbeat` and ends it with :meth:`JobStore
 :meth:`JobStore.fail`. Every one of those checks the token, so a worker that lost its lease
 (it stalled, or was killed and the job was re-leased) can no longer change the job. A job whose
 lease ran out is claimed again by the next free worker, up to ``max_attempts`` times.
+
+Opening the store runs ``PRAGMA quick_check`` and refuses a damaged file
+(:class:`~tenku.serve.backup.StoreDamaged`, naming it and how to restore a backup); every
+connection uses ``synchronous=FULL``, so a commit that was acknowledged survives a power loss.
 """
 
 from __future__ import annotations
