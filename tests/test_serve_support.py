@@ -42,12 +42,18 @@ class Stack:
 
 @contextmanager
 def serve(
-    data: Path, model: Path, *, workers: int = 1, lease_s: float = 30.0, open_access: bool = False
+    data: Path,
+    model: Path | None,
+    *,
+    workers: int = 1,
+    lease_s: float = 30.0,
+    open_access: bool = False,
 ) -> Iterator[Stack]:
-    """Run the API (uvicorn in a thread) and ``workers`` worker threads on ``data``."""
+    """Run the API (uvicorn in a thread) and ``workers`` worker threads on ``data``, with the
+    model folder ``model`` (None: the shipped default)."""
     store = JobStore(data / "tenku.db")
-    generators = [load_generator(str(model)) for _ in range(workers)]
-    service = VideoService(store, data, model="tiny-random", open_access=open_access)
+    generators = [load_generator(model and str(model)) for _ in range(workers)]
+    service = VideoService(store, data, model=generators[0].name, open_access=open_access)
     stop = threading.Event()
     threads = run_workers(
         [Worker(store, data, g, lease_s=lease_s, poll_s=0.05) for g in generators], stop

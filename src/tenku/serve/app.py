@@ -324,5 +324,9 @@ def create_app(service: VideoService, *, worker_token: str | None = None) -> Fas
     def index() -> HTMLResponse:
         return HTMLResponse((studio / "index.html").read_text())
 
+    @app.get("/favicon.ico", include_in_schema=False)
+    def favicon() -> FileResponse:  # browsers ask for it on any page, the studio links its own
+        return FileResponse(str(studio / "favicon.svg"), media_type="image/svg+xml")
+
     app.mount("/studio", StaticFiles(directory=str(studio)), name="studio")
     return app

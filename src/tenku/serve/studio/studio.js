@@ -2,7 +2,12 @@
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-const state = { videos: new Map(), selected: null, blobs: new Map(), stream: null };
+const state = {
+  videos: new Map(), selected: null, blobs: new Map(), stream: null,
+  watching: null, // the id of the last video this page asked for: the status line follows it
+  heard: 0, // Date.now() of the last event from the stream
+};
+const POLL_MS = 2000; // while the stream is silent, the watched video is polled this often
 
 function headers(json = true) {
   const h = {};
@@ -17,14 +22,36 @@ async function api(path, options = {}) {
   if (!response.ok) {
     let message = `${response.status} ${response.statusText}`;
     try { message = (await response.json()).error.message; } catch (_) { /* not JSON */ }
-    throw new Error(message);
+    const error = new Error(message);
+    error.status = response.status;
+    throw error;
   }
   return response;
 }
 
-function say(text, error = false) {
-  $("message").textContent = text;
-  $("message").className = error ? "error" : "";
+// The status line under the form. kind: "" | "error" | "hint" | "done"; progress: 0-100 shows
+// a bar.
+function say(text, kind = "", progress = null) {
+  $("message-text").textContent = text;
+  $("message").className = kind;
+  const bar = $("message").querySelector(".bar");
+  bar.hidden = progress === null;
+  if (progress !== null) bar.firstElementChild.style.width = `${progress}%`;
+}
+
+// The status line follows the watched video: queued -> in progress (%) -> completed or failed.
+function follow(video) {
+  if (video.id !== state.watching) return;
+  if (video.status === "queued") {
+    say(`Queued ${video.id}: waiting for a worker…`, "", 0);
+  } else if (video.status === "in_progress") {
+    say(`Generating ${video.id}: ${video.progress}%`, "", video.progress);
+  } else if (video.status === "completed") {
+    const took = video.completed_at ? `, made in ${Math.round(video.completed_at - video.created_at)} s` : "";
+    say(`Done: ${video.id}, ${video.size}, ${video.seconds} s${took}.`, "done", 100);
+  } else if (video.status === "failed") {
+    say(`Failed: ${video.id}: ${video.error ? video.error.message : "no reason given"}`, "error");
+  }
 }
 
 async function blobUrl(id, variant) {
@@ -75,7 +102,7 @@ function tile(video) {
       img.alt = video.prompt;
       img.src = url;
       thumb.append(img);
-    }).catch((e) => say(e.message, true));
+    }).catch((e) => say(e.message, "error"));
   }
   return el;
 }
@@ -83,7 +110,18 @@ function tile(video) {
 function update(video) {
   state.videos.set(video.id, video);
   tile(video);
+  follow(video);
   if (state.selected === video.id) show(video);
+}
+
+// A fallback for a stream that is down or reconnecting: poll the watched video until it ends.
+async function poll() {
+  const video = state.videos.get(state.watching);
+  const live = video && (video.status === "queued" || video.status === "in_progress");
+  if (live && Date.now() - state.heard > POLL_MS) {
+    try { update(await (await api(`/v1/videos/${video.id}`)).json()); } catch (_) { /* next time */ }
+  }
+  setTimeout(poll, POLL_MS);
 }
 
 async function loadLibrary() {
@@ -109,6 +147,7 @@ async function listen() {
       while ((end = buffer.indexOf("\n\n")) >= 0) {
         const chunk = buffer.slice(0, end);
         buffer = buffer.slice(end + 2);
+        state.heard = Date.now(); // comments (": ping") count: the stream is alive
         const data = chunk.split("\n").filter((l) => l.startsWith("data: ")).map((l) => l.slice(6));
         if (data.length) update(JSON.parse(data.join("\n")));
       }
@@ -146,11 +185,11 @@ function select(id) {
 async function submit(path, body) {
   try {
     const video = await (await api(path, { method: "POST", body: JSON.stringify(body) })).json();
+    state.watching = video.id;
     update(video);
     select(video.id);
-    say(`queued ${video.id}`);
   } catch (e) {
-    say(e.message, true);
+    say(e.message, "error");
   }
 }
 
@@ -217,12 +256,13 @@ $("delete").addEventListener("click", async () => {
     $("player").removeAttribute("src");
     $("player").dataset.id = "";
     say(`deleted ${id}`);
-  } catch (e) { say(e.message, true); }
+  } catch (e) { say(e.message, "error"); }
 });
 $("create").addEventListener("submit", create);
 $("add-card").addEventListener("click", addCard);
 $("toggle-board").addEventListener("click", () => {
   $("storyboard").hidden = !$("storyboard").hidden;
+  $("toggle-board").setAttribute("aria-expanded", String(!$("storyboard").hidden));
   if (!$("storyboard").hidden && !$("cards").children.length) { addCard(); addCard(); }
 });
 $("api-key").value = localStorage.getItem("tenku-key") || "";
@@ -232,15 +272,26 @@ $("api-key").addEventListener("change", () => {
 });
 
 async function start() {
+  const keyBox = $("api-key").closest("label");
   try {
     const me = await (await api("/v1/me")).json();
+    keyBox.classList.remove("attention");
     $("model").textContent = `model ${me.model} · plan ${me.plan.name}`;
-    if (me.open_access) $("api-key").closest("label").hidden = true;
+    if (me.open_access) keyBox.hidden = true;
     await loadLibrary();
     say("");
     listen();
   } catch (e) {
-    say(`${e.message}`, true);
+    if (e.status !== 401) { say(e.message, "error"); return; }
+    keyBox.classList.add("attention");
+    if ($("api-key").value.trim()) {
+      say("This API key was refused: paste a current one in the API key box (top right).", "error");
+    } else {  // the first visit: nothing went wrong yet
+      say("Welcome! Paste your API key (tk-…) in the API key box at the top right to start. " +
+        "`tenku keys create` makes one; the studio remembers it in this browser.", "hint");
+      $("api-key").focus();
+    }
   }
 }
 start();
+poll();
