@@ -20,6 +20,7 @@ from PIL import Image
 from tenku.cli import main
 from tenku.io import read_video
 from tenku.safety.verify import verify_video
+from tenku.safety.visible import VisibleOptions, apply_visible
 from tenku.serve import Plan
 from tenku.serve.notify import sign
 from test_serve_support import FAST, PLAN, SMALL, serve, tiny_model
@@ -190,6 +191,42 @@ def test_tenku_tasks_map_onto_request_fields(stack, tmp_path):
         spec = raw.get("/openapi.json").json()
         assert "cards" in spec["components"]["schemas"]["CreateVideoBody"]["properties"]
         assert raw.get("/docs").status_code == 200
+
+
+def test_work_by_id_starts_from_the_clean_original(stack, tmp_path):
+    """Extending or remixing a video by its id reads the unmarked original its worker kept
+    beside the published file (lossless, never served): the new video carries one mark, not
+    the source's under its own, and the frames an extension keeps are the model's, exactly."""
+    c = client(stack, stack.key())
+    source = make(c, seed=5)
+    rel = stack.store.get(None, source.id)["result"]["dir"]
+    clean = read_video(stack.data / rel / "original-0.mkv").frames  # (5, 64, 64, 3)
+    marked = read_video(stack.data / rel / "video-0.mp4").frames
+    assert clean.shape == marked.shape == (5, 64, 64, 3)
+    assert np.abs(marked.astype(int) - clean).max() > 40  # the published file carries the mark
+    with httpx.Client(base_url=stack.url) as raw:
+        raw.headers["Authorization"] = f"Bearer {c.api_key}"
+        body = {"prompt": "it goes on", "seconds": 0.5, "video": {"id": source.id}}
+        extension = raw.post("/v1/videos/extensions", json={**body, "seed": 1}).json()
+    remix = c.videos.remix(source.id, prompt="a blue ball bounces")
+    for job in (extension["id"], remix.id):
+        assert c.videos.poll(job, poll_interval_ms=50).status == "completed"
+    ext = stack.store.get(None, extension["id"])
+    assert ext["request"]["keyframes"][0]["path"] == f"{rel}/original-0.mkv"
+    assert stack.store.get(None, remix.id)["request"]["remix"]["path"] == f"{rel}/original-0.mkv"
+    made = read_video(stack.data / ext["result"]["dir"] / "original-0.mkv").frames
+    np.testing.assert_array_equal(made[:5], clean)  # kept exactly: no mark, no H.264 loss
+    published = read_video(stack.data / ext["result"]["dir"] / "video-0.mp4").frames
+    single = apply_visible(clean, 8.0, VisibleOptions()).astype(int)  # one mark, unencoded
+    double = apply_visible(marked, 8.0, VisibleOptions()).astype(int)  # a mark on the mark
+    mark = np.abs(single - clean).max(axis=-1) > 20  # (5, 64, 64): where the mark is
+    once, twice = (np.abs(published[:5] - f)[mark].mean() for f in (single, double))
+    assert once < twice / 2, (once, twice)  # measured 8.3 against 25
+    c.videos.download_content(extension["id"]).write_to_file(tmp_path / "e.mp4")
+    (given,) = verify_video(tmp_path / "e.mp4", watermark=False).manifest.tenku["ingredients"]
+    assert given["file"] == "video-0.mp4"  # the ingredient is the file the caller knows
+    with pytest.raises(openai.BadRequestError):  # the original is never served
+        c.videos.download_content(source.id, variant="original")
 
 
 def test_quotas_answer_429_naming_the_limit(stack):

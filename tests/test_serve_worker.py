@@ -163,7 +163,7 @@ def test_sigkill_mid_job_loses_nothing(tmp_path):
         c.videos.download_content(video.id).write_to_file(path)
         assert read_video(path).frames.shape == (33, 64, 64, 3)
         served = sorted(p.name for p in (data / job["result"]["dir"]).iterdir())
-        assert served == ["spritesheet-0.jpg", "thumbnail-0.webp", "video-0.mp4"]
+        assert served == ["original-0.mkv", "spritesheet-0.jpg", "thumbnail-0.webp", "video-0.mp4"]
         assert [v.id for v in c.videos.list()] == [video.id]  # one job, not two
     finally:
         for process in (victim, api):
@@ -228,6 +228,7 @@ def test_a_remote_worker_claims_and_uploads_over_http(tmp_path):
         assert c.videos.retrieve(video.id).status == "completed" and job["lease"] == "remote:1"
         assert (cache / f"uploads/{video.id}/0.png").is_file()  # the source came over HTTP
         assert not (cache / job["result"]["dir"]).exists()  # uploaded, then dropped here
+        assert (data / job["result"]["dir"] / "original-0.mkv").is_file()  # the clean original
         c.videos.download_content(video.id).write_to_file(tmp_path / "v.mp4")
         assert read_video(tmp_path / "v.mp4").frames.shape == (5, 64, 64, 3)
 

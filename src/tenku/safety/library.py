@@ -73,7 +73,7 @@ def keep_original(
     if len(frames) == 1 and published.suffix.lower() == ".png":
         original = write_image(directory / f"{payload}.png", frames[0])
     else:
-        original = _write_lossless(directory / f"{payload}.mkv", frames, fps)
+        original = write_lossless(directory / f"{payload}.mkv", frames, fps)
     index = directory / f"{file_sha256(published)}{INDEX_SUFFIX}"
     with atomic_path(index) as tmp:
         tmp.write_text(json.dumps({"original": original.name, "published": published.name}))
@@ -109,8 +109,10 @@ def _is_marked(path: Path) -> bool:
         return False
 
 
-def _write_lossless(path: Path, frames: np.ndarray, fps: float) -> Path:
-    """FFV1 in Matroska, RGB kept exactly (read back by :func:`tenku.io.read_video`)."""
+def write_lossless(path: Path, frames: np.ndarray, fps: float) -> Path:
+    """Write uint8 ``frames`` ``(T, H, W, 3)`` to ``path`` (atomically) as FFV1 in Matroska,
+    RGB kept exactly (read back by :func:`tenku.io.read_video`); also the clean originals
+    `tenku serve` keeps beside each job's outputs."""
     import av
 
     rate = Fraction(float(fps)).limit_denominator(1001)

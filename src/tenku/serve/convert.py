@@ -10,6 +10,8 @@ from __future__ import annotations
 import base64
 import binascii
 import io
+import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,11 @@ from tenku.serve.schemas import ApiError, printable
 
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024  # an image upload, or a whole request body
 MAX_IMAGE_PIXELS = 4096 * 4096
+# a finished job's files in videos/JOB/ATTEMPT/: each published (marked) video, and the
+# model's unmarked frames kept losslessly beside it, the source of any later work by its id
+PUBLISHED = "video-{}.mp4"
+ORIGINAL = "original-{}.mkv"
+ORIGINAL_PATH = re.compile(r"^(videos/[^/]+/\d+/)original-(\d+)\.mkv$")
 
 
 def validation_error(error: ValidationError) -> ApiError:
@@ -78,33 +85,49 @@ def video_object(job: dict[str, Any]) -> dict[str, Any]:
 
 def resolve_request(request: dict[str, Any], root: Path) -> GenerationRequest:
     """A stored request (paths relative to the data folder ``root``) with absolute paths."""
+    return GenerationRequest(**_map_paths(request, lambda path: str(root / path)))
+
+
+def published_request(request: dict[str, Any], root: Path) -> GenerationRequest:
+    """:func:`resolve_request`, each clean original swapped back for the published file it
+    was marked into (:func:`published_path`): the sources as the caller named them, which a
+    new video's C2PA manifest lists as its ingredients."""
+    return GenerationRequest(**_map_paths(request, lambda path: str(root / published_path(path))))
+
+
+def published_path(path: str) -> str:
+    """``videos/JOB/ATTEMPT/video-I.mp4`` for that folder's ``original-I.mkv`` (the unmarked
+    frames a worker keeps beside the published file); any other path unchanged."""
+    found = ORIGINAL_PATH.match(path)
+    return path if found is None else f"{found[1]}{PUBLISHED.format(found[2])}"
+
+
+def _map_paths(request: dict[str, Any], change: Callable[[str], str]) -> dict[str, Any]:
+    """A stored request with ``change`` applied to every source path it names."""
     data = dict(request)
-
-    def absolute(path: str) -> str:
-        return str(root / path)
-
-    data["keyframes"] = [{**k, "path": absolute(k["path"])} for k in data.get("keyframes", ())]
+    data["keyframes"] = [{**k, "path": change(k["path"])} for k in data.get("keyframes", ())]
     data["cards"] = [
-        {**c, "image": absolute(c["image"]) if c.get("image") else None}
+        {**c, "image": change(c["image"]) if c.get("image") else None}
         for c in data.get("cards", ())
     ]
     if data.get("remix"):
-        data["remix"] = {**data["remix"], "path": absolute(data["remix"]["path"])}
+        data["remix"] = {**data["remix"], "path": change(data["remix"]["path"])}
     if data.get("blend"):
-        videos = [absolute(v) for v in data["blend"].get("videos", ())]
+        videos = [change(v) for v in data["blend"].get("videos", ())]
         data["blend"] = {**data["blend"], "videos": videos}
-    return GenerationRequest(**data)
+    return data
 
 
 def source_paths(request: dict[str, Any]) -> list[str]:
-    """The files a stored request names (relative to the data folder)."""
+    """The files a stored request names (relative to the data folder), and for each clean
+    original the published file it stands for (a new video's C2PA ingredient)."""
     paths = [k["path"] for k in request.get("keyframes", ())]
     paths += [c["image"] for c in request.get("cards", ()) if c.get("image")]
     if request.get("remix"):
         paths.append(request["remix"]["path"])
     if request.get("blend"):
         paths += list(request["blend"].get("videos", ()))
-    return paths
+    return paths + [published_path(p) for p in paths if published_path(p) != p]
 
 
 def image_bytes(data_url: str, param: str) -> bytes:

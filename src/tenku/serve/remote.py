@@ -33,7 +33,9 @@ from tenku.serve.service import VideoService
 from tenku.serve.store import Lease
 
 PREFIX = "/internal/v1"
-OUTPUT_NAME = re.compile(r"^(video-\d+\.mp4|thumbnail-\d+\.webp|spritesheet-\d+\.jpg)$")
+OUTPUT_NAME = re.compile(
+    r"^(video-\d+\.mp4|original-\d+\.mkv|thumbnail-\d+\.webp|spritesheet-\d+\.jpg)$"
+)
 SOURCE_DIRS = ("uploads", "videos")
 
 

@@ -4,9 +4,11 @@ Every create (text, image, remix, extension, storyboard, ...) ends in one
 :class:`~tenku.pipelines.request.GenerationRequest`; its ValueErrors (which start with the
 field name) become 400s naming the field. Sources are never server paths from the caller: an
 image arrives as an upload or a data URL (saved under ``uploads/``), a clip is one of the
-caller's completed videos (under ``videos/``). Paths in a stored request are relative to the
-data folder, so every worker sharing the folder resolves them with
-:func:`~tenku.serve.convert.resolve_request`.
+caller's completed videos (under ``videos/``), read from the unmarked original its worker kept
+beside the published file, so the new video carries one mark and keeps the model's own frames
+(a video finished before workers kept originals is read from its published file). Paths in a
+stored request are relative to the data folder, so every worker sharing the folder resolves
+them with :func:`~tenku.serve.convert.resolve_request`.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from pydantic import ValidationError
 from tenku.pipelines.request import Blend, Card, GenerationRequest, Keyframe, Remix, size_for
 from tenku.safety.moderation import ModerationError, ensure_allowed
 from tenku.serve.convert import (
+    ORIGINAL,
+    PUBLISHED,
     decode_image,
     image_bytes,
     plain_basics,
@@ -41,7 +45,7 @@ from tenku.serve.store import LOCAL_KEY, ApiKey, JobStore, Plan, QuotaExceeded, 
 DEFAULT_SECONDS = 4.0
 OPENAI_MODEL_ALIASES = ("sora-",)  # OpenAI model names are served by this server's model
 VARIANTS = {
-    "video": ("video-{}.mp4", "video/mp4"),
+    "video": (PUBLISHED, "video/mp4"),
     "thumbnail": ("thumbnail-{}.webp", "image/webp"),
     "spritesheet": ("spritesheet-{}.jpg", "image/jpeg"),
 }
@@ -278,7 +282,9 @@ class VideoService:
     def _source(
         self, key: ApiKey, video_id: str, param: str, *, status: int = 400
     ) -> tuple[str, dict[str, Any]]:
-        """A completed video of ``key``: its first file (relative path) and its request."""
+        """A completed video of ``key``: its first video's unmarked original (the published
+        file for a video finished before workers kept originals), as a relative path, and the
+        basics of its request."""
         job = self.store.get(key.id, video_id)
         if job is None or job["status"] != "completed" or job["result"] is None:
             state = "no such video" if job is None else f"it is {job['status']}"
@@ -289,7 +295,11 @@ class VideoService:
                 param=param,
                 code="video_not_found" if job is None else "video_not_ready",
             )
-        return f"{job['result']['dir']}/video-0.mp4", plain_basics(job["request"])
+        folder = job["result"]["dir"]
+        original = f"{folder}/{ORIGINAL.format(0)}"
+        if not (self.data_dir / original).is_file():
+            return f"{folder}/{PUBLISHED.format(0)}", plain_basics(job["request"])
+        return original, plain_basics(job["request"])
 
     def _request(self, rename: dict[str, str], **fields: Any) -> GenerationRequest:
         try:

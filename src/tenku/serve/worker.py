@@ -5,9 +5,10 @@ A worker holds one generator (loaded once by :func:`load_generator`) and loops o
 progress; if the lease is lost (the job was deleted, or the worker stalled past its lease and
 another worker took the job), generation stops at the next step and nothing is written. Outputs
 go to ``videos/JOB/ATTEMPT/`` through one function, :func:`write_outputs`, each file written to
-a hidden temporary name and renamed into place; the job is marked completed only after every
-file is in place, and only by the lease holder, so no half-written file is ever served and a
-job is never completed twice.
+a hidden temporary name and renamed into place (beside them the model's unmarked frames, kept
+losslessly and never served: later work on the video by its id starts from them); the job is
+marked completed only after every file is in place, and only by the lease holder, so no
+half-written file is ever served and a job is never completed twice.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from tenku.pipelines.pipeline import GeneratedVideo
 from tenku.pipelines.request import GenerationRequest
 from tenku.safety.publish import publish_video, request_ingredients
 from tenku.safety.visible import VisibleOptions
-from tenku.serve.convert import resolve_request
+from tenku.serve.convert import ORIGINAL, PUBLISHED, published_request, resolve_request
 from tenku.serve.notify import notify_finished
 from tenku.serve.store import JobStore, Lease
 
@@ -87,13 +88,20 @@ def load_generator(model: str | None, *, device: str = "cpu") -> Generator:
     return load_backend(model, device=device)
 
 
-def publish(video: GeneratedVideo, path: Path, *, video_id: str, watermark: bool = True) -> None:
+def publish(
+    video: GeneratedVideo,
+    path: Path,
+    *,
+    video_id: str,
+    watermark: bool = True,
+    sources: GenerationRequest | None = None,
+) -> None:
     """Write one finished video to ``path``: the one exit of every served video.
 
     :func:`tenku.safety.publish.publish_video` marks it (the visible mark unless the plan
     turned it off with ``watermark=False``, and always the invisible one carrying ``video_id``),
-    writes it atomically and signs its C2PA manifest, naming the request's source files as
-    ingredients.
+    writes it atomically and signs its C2PA manifest, naming as ingredients the source files
+    of ``sources`` (the request as the caller named them), else of the video's own request.
     """
     publish_video(
         video.frames,
@@ -102,24 +110,40 @@ def publish(video: GeneratedVideo, path: Path, *, video_id: str, watermark: bool
         video_id=video_id,
         model=video.model,
         prompt=video.request.prompt,
-        ingredients=request_ingredients(video.request),
+        ingredients=request_ingredients(video.request if sources is None else sources),
         visible=VisibleOptions(enabled=watermark),
     )
 
 
 def write_outputs(
-    videos: Sequence[GeneratedVideo], out: Path, *, video_id: str, watermark: bool = True
+    videos: Sequence[GeneratedVideo],
+    out: Path,
+    *,
+    video_id: str,
+    watermark: bool = True,
+    sources: GenerationRequest | None = None,
 ) -> None:
-    """Each video as ``video-I.mp4`` with ``thumbnail-I.webp`` and ``spritesheet-I.jpg``.
+    """Each video as ``video-I.mp4`` with ``thumbnail-I.webp`` and ``spritesheet-I.jpg``, and
+    its unmarked frames as ``original-I.mkv`` (FFV1, lossless; never served).
 
     The thumbnail and spritesheet are cut from the published file, so they show what it shows.
+    The original is what a later remix, extension or edit of this video by its id starts from
+    (:meth:`tenku.serve.service.VideoService._source`), so the new video carries one mark and
+    the frames it keeps are the model's own. ``sources``: see :func:`publish`.
     """
     from PIL import Image
 
+    from tenku.safety.library import write_lossless
+
     for i, video in enumerate(videos):
-        path = out / f"video-{i}.mp4"
+        write_lossless(out / ORIGINAL.format(i), video.frames, video.fps)
+        path = out / PUBLISHED.format(i)
         publish(
-            video, path, video_id=video_id if i == 0 else f"{video_id}_{i}", watermark=watermark
+            video,
+            path,
+            video_id=video_id if i == 0 else f"{video_id}_{i}",
+            watermark=watermark,
+            sources=sources,
         )
         frames = read_video(path).frames  # (T, H, W, 3) uint8
         with atomic_path(out / f"thumbnail-{i}.webp") as tmp:
@@ -226,7 +250,13 @@ class Worker:
             videos = self.generator.generate(request, callback=on_step)
             if lost.is_set():
                 raise LeaseLost(lease.job_id)
-            write_outputs(videos, out, video_id=lease.job_id, watermark=lease.watermark)
+            write_outputs(
+                videos,
+                out,
+                video_id=lease.job_id,
+                watermark=lease.watermark,
+                sources=published_request(lease.request, self.data_dir),
+            )
             finished = self.store.complete(
                 lease.job_id, lease.token, {"dir": rel, "videos": len(videos)}
             )
