@@ -43,14 +43,14 @@ function say(text, kind = "", progress = null) {
 function follow(video) {
   if (video.id !== state.watching) return;
   if (video.status === "queued") {
-    say(`Queued ${video.id}: waiting for a worker…`, "", 0);
+    say("Queued: waiting for a worker…", "", 0);
   } else if (video.status === "in_progress") {
-    say(`Generating ${video.id}: ${video.progress}%`, "", video.progress);
+    say(`Generating: ${video.progress}%`, "", video.progress);
   } else if (video.status === "completed") {
-    const took = video.completed_at ? `, made in ${Math.round(video.completed_at - video.created_at)} s` : "";
-    say(`Done: ${video.id}, ${video.size}, ${video.seconds} s${took}.`, "done", 100);
+    const took = video.completed_at ? ` in ${Math.round(video.completed_at - video.created_at)} s` : "";
+    say(`Done${took}: ${video.size}, ${video.seconds} s, playing on the right.`, "done", 100);
   } else if (video.status === "failed") {
-    say(`Failed: ${video.id}: ${video.error ? video.error.message : "no reason given"}`, "error");
+    say(`Failed: ${video.error ? video.error.message : "no reason given"}`, "error");
   }
 }
 
@@ -276,10 +276,10 @@ async function start() {
   try {
     const me = await (await api("/v1/me")).json();
     keyBox.classList.remove("attention");
+    say("");
     $("model").textContent = `model ${me.model} · plan ${me.plan.name}`;
     if (me.open_access) keyBox.hidden = true;
     await loadLibrary();
-    say("");
     listen();
   } catch (e) {
     if (e.status !== 401) { say(e.message, "error"); return; }
