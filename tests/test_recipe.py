@@ -91,6 +91,7 @@ def test_world_recipe_runs_every_phase_and_exports_a_model_that_generates(tmp_pa
     assert video.frames.shape == (9, 64, 64, 3)
     meta = json.loads((tmp_path / "run" / "model" / "vae" / "config.json").read_text())["meta"]
     assert meta["heldout_psnr_db"] == phases["vae"]["heldout_psnr_db"]
+    assert meta["command"] == "tenku train world --recipe tiny"
 
 
 def test_init_refuses_weights_of_another_model(tmp_path, model_dir):

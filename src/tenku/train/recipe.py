@@ -311,7 +311,11 @@ def _phases(
 
     trainer = Trainer(dit, recipe.dit, out / "dit", device=device, precision=precision,
                       save=save_and_export, progress=progress)  # fmt: skip
-    trainer.meta.update(vae_psnr_db=vae_figures.get("heldout_psnr_db"), cached_clips=len(batches))
+    trainer.meta.update(
+        command=f"tenku train world --recipe {recipe.name}",
+        vae_psnr_db=vae_figures.get("heldout_psnr_db"),
+        cached_clips=len(batches),
+    )
     step_fn = dit_step_fn(trainer.model, batches, recipe.dit, device)
     if smoke:
         trainer.fit(step_fn, steps=SMOKE_STEPS)
@@ -351,6 +355,7 @@ def _train_vae(
     trainer = Trainer(vae, recipe.vae, out / "vae", device=device, precision=precision,
                       save=lambda m, d, meta: m.save_pretrained(d, meta=meta),
                       progress=progress)  # fmt: skip
+    trainer.meta["command"] = f"tenku train world --recipe {recipe.name}"
     crops = CropStream(recipe, vae.config.spatial_compression, device)
 
     def vae_step(step: int) -> tuple[Tensor, dict[str, float]]:
