@@ -214,10 +214,12 @@ def test_readme_in_a_fresh_clone(tmp_path):
     blocks = readme_blocks()
     tests_block = [b for _, b in blocks].index(BASH[1])
     server = None
+    started = time.monotonic()
     try:
         for i, (lang, block) in enumerate(blocks):
             if i == tests_block or "bench/generate.py" in block or "bench/tasks.py" in block:
                 continue
+            print(f"{time.monotonic() - started:6.0f} s  block {i} ({lang or 'untagged'})")
             if lang == "bash":
                 bash(block)
                 if i == 0:  # the main job
@@ -251,6 +253,7 @@ def test_readme_in_a_fresh_clone(tmp_path):
         if server is not None:
             server.terminate()
             server.wait(timeout=60)
+    print(f"{time.monotonic() - started:6.0f} s  done")  # the wall times, with pytest -s
     video = read_video(repo / "ball.mp4")  # the client's download
     assert video.frames.shape == (33, 128, 128, 3) and video.fps == 8
     assert (repo / "videos" / "story.mp4").exists() and (repo / "data" / "tiny").is_dir()
