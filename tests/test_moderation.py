@@ -197,7 +197,11 @@ def test_policy_disable_category_and_add_terms(tmp_path):
 def test_policy_threshold_controls_the_semantic_layer(moderator):
     text = "a woman slowly taking all her clothes off"
     assert moderator.check(text).category == "sexual"
-    strict = moderator.policy.with_category("sexual", threshold=1.0)
+    # the exemplar threshold alone: the trained classifier (tests/test_moderation_classifier.py)
+    # would refuse this text too
+    strict = dataclasses.replace(
+        moderator.policy.with_category("sexual", threshold=1.0), classifier=False
+    )
     assert (
         Moderator(strict, cache_dir=moderator.cache_dir, encoder=moderator._encoder)
         .check(text)

@@ -18,6 +18,12 @@ Two layers, both driven by the policy file (:mod:`tenku.safety.policy`):
    Vectors are centred on the mean exemplar of the prompt's language (English or French,
    guessed from function words) before the cosine: MiniLM is an English model that puts
    all French sentences close together, and centring puts both languages on one scale.
+3. **Classifier.** If the exemplars pass it too, :mod:`tenku.safety.classifier` decides: one
+   logistic regression per category over the same MiniLM vector and character n-grams of the
+   normalised prompt (trained on the seeded corpus of :mod:`tenku.safety.corpus`, thresholds
+   chosen on its validation split), scored over word windows of long prompts, plus a
+   nearest-neighbour match against descriptions of well-known people and characters. The
+   policy's ``semantic.classifier: false`` turns it off.
 
 The first layer needs no model; the encoder loads on the first prompt the rules let through
 (or on :meth:`Moderator.load`), and never when the policy turns the semantic layer off.
@@ -41,11 +47,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from tenku.safety.classifier import windows
 from tenku.safety.normalize import Normalized, guess_language, normalize, normalize_term
 from tenku.safety.policy import POLICY_ENV, CategoryPolicy, Policy, load_policy
 
 if TYPE_CHECKING:
     from tenku.models.text import TextEncoder
+    from tenku.safety.classifier import Classifier
 
 __all__ = [
     "Decision",
@@ -277,6 +285,8 @@ class Moderator:
         self._lock = threading.Lock()
         names = [c.name for c in self.policy.categories if c.enabled and c.exemplars]
         self._semantic_names = names  # row labels: index into this list, -1 = benign
+        self._classifier: Classifier | None = None
+        self._enabled = {c.name for c in self.policy.categories if c.enabled}
 
     @property
     def semantic(self) -> bool:
@@ -287,7 +297,20 @@ class Moderator:
         """Load the encoder and encode every exemplar now (idempotent; no-op without semantics)."""
         if self.semantic:
             self._exemplar_bank()
+            self._trained()
         return self
+
+    def _trained(self) -> Classifier | None:
+        """The trained classifier (:mod:`tenku.safety.classifier`), loaded once; None when the
+        policy turns it off."""
+        if not self.policy.classifier:
+            return None
+        with self._lock:
+            if self._classifier is None:
+                from tenku.safety.classifier import Classifier
+
+                self._classifier = Classifier.load()
+            return self._classifier
 
     def _encode(self, texts: list[str]) -> np.ndarray:
         """Unit sentence vectors ``(N, D)`` for already-normalised ``texts``."""
@@ -369,7 +392,10 @@ class Moderator:
             for i in range(0, max(len(words) - _CHUNK_WORDS, 0) + 1, _CHUNK_STRIDE)
         ]
         mean = bank.means.get(guess_language(text), bank.means["*"])
-        prompt = _unit(self._encode(chunks) - mean)  # (C, D) centred like the exemplars
+        classifier = self._trained()
+        wins = windows(text, classifier.cfg)[1:] if classifier is not None else []
+        encoded = self._encode(chunks + wins)  # (C + W, D): exemplar chunks, classifier windows
+        prompt = _unit(encoded[: len(chunks)] - mean)  # (C, D) centred like the exemplars
         sims = (prompt @ vectors.T).max(axis=0)  # (N,) best window per exemplar
         benign = float(sims[owner == -1].max()) if (owner == -1).any() else -1.0
         best: tuple[float, Decision] | None = None
@@ -388,6 +414,15 @@ class Moderator:
                     best = (score - cat.threshold, Decision(False, name, reason, score))
         if best is not None:
             return best[1]
+        if classifier is not None:
+            # (1 + W, D): the whole prompt (chunks[0] when it fits one chunk) and its windows
+            vecs = np.concatenate(
+                [self._encode([text]) if len(chunks) > 1 else encoded[:1], encoded[len(chunks) :]]
+            )
+            name, reason, score = classifier.decide(vecs, [text, *wins], self._enabled)
+            if name is not None:
+                return Decision(False, name, reason, float(score))
+            return Decision(True, None, f"no rule matched; {reason}", float(score))
         score, name = nearest
         return Decision(
             True, None, f"no rule matched; nearest category {name} at {score:.2f}", score

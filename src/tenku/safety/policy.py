@@ -6,7 +6,7 @@ The shipped policy is ``tenku/safety/data/policy.json``. An operator's file (pas
 .. code-block:: json
 
     {
-      "semantic": {"enabled": true, "margin": 0.04},
+      "semantic": {"enabled": true, "margin": 0.04, "classifier": true},
       "allow_terms": ["our own brand"],
       "people": ["Jane Example"],
       "brands": ["Acme Rocket"],
@@ -77,6 +77,7 @@ class Policy:
     # layer compares against: a category must beat the nearest of these by ``margin``
     semantic: bool = True  # False: rules only, the text encoder is never loaded
     margin: float = 0.04  # how much closer to a category than to benign exemplars
+    classifier: bool = True  # False: no trained classifier after the exemplars (semantic on)
     sources: tuple[str, ...] = ()  # the files this policy was read from
 
     def category(self, name: str) -> CategoryPolicy:
@@ -224,7 +225,7 @@ def _build(raw: dict[str, Any], sources: tuple[str, ...]) -> Policy:
     where = sources[-1]
     _check_keys(raw, _TOP_KEYS, where)
     semantic = raw.get("semantic", {})
-    _check_keys(semantic, {"enabled", "margin"}, f"{where}: semantic")
+    _check_keys(semantic, {"enabled", "margin", "classifier"}, f"{where}: semantic")
     margin = semantic.get("margin", 0.04)
     if not isinstance(margin, int | float) or not -1.0 <= margin <= 1.0:
         raise ValueError(f"policy: semantic.margin must be a number in [-1, 1], got {margin!r}")
@@ -270,6 +271,7 @@ def _build(raw: dict[str, Any], sources: tuple[str, ...]) -> Policy:
         benign_exemplars=tuple((lang, t) for lang, items in benign.items() for t in items),
         semantic=bool(semantic.get("enabled", True)),
         margin=float(margin),
+        classifier=bool(semantic.get("classifier", True)),
         sources=sources,
     )
     for cat in policy.categories:  # every "@list" must exist
