@@ -55,9 +55,9 @@ class ClassifierConfig:
     window_stride: int = 16  # words between window starts
     c: float = 4.0  # inverse L2 strength of each logistic regression
     emb_scale: float = 2.0  # weight of the sentence vector against the n-gram vector
-    target_fpr: float = 0.002  # per-category benign false-positive rate allowed on validation
-    min_threshold: float = 0.5  # no category refuses below this probability
-    min_bank_threshold: float = 0.65  # nor a description match below this cosine
+    target_fpr: float = 0.005  # per-category benign false-positive rate allowed on validation
+    min_threshold: float = 0.7  # no category refuses below this probability
+    min_bank_threshold: float = 0.8  # nor a description match below this cosine
 
 
 def windows(text: str, cfg: ClassifierConfig) -> list[str]:

@@ -106,9 +106,29 @@ def _zero_width(text: str, rng: random.Random) -> str:
     return " ".join(out)
 
 
-def compose(rng: random.Random, label: str, lang: str) -> dict[str, str]:
-    """One labelled prompt: a core in ``lang``, framed and styled at random."""
-    core, key, hint = _core(rng, label, lang)
+def _twin(rng: random.Random, lang: str) -> tuple[str, str, str]:
+    """A benign core built like a harmful one: a how-to frame with a harmless object, an
+    unknown person or an original character with a likeness action, a remembrance scene."""
+    pick, kind = rng.choice, rng.randrange(4)
+    if kind == 0:
+        x = pick(P.SAFE_MAKE[lang])
+        return pick(P.HOWTO[lang]).format(x=x), x, "twin"
+    if kind == 1:
+        who = pick(P.GENERIC_PEOPLE[lang])
+        return f"{who} {pick(P.ACTION[lang][:4] + P.IP_ACTION[lang])}", who, "twin"
+    if kind == 2:
+        who = pick(P.GENERIC_CHARACTERS[lang])
+        return f"{who} {pick(P.IP_ACTION[lang])}", who, "twin"
+    t = pick(P.SAFE_SCENES[lang])
+    return t, t, "twin"
+
+
+def compose(
+    rng: random.Random, label: str, lang: str, core: tuple[str, str, str] | None = None
+) -> dict[str, str]:
+    """One labelled prompt: a core in ``lang`` (drawn for ``label`` unless given), framed and
+    styled at random."""
+    core, key, hint = core or _core(rng, label, lang)
     style = rng.choice(STYLES)
     frame_lang = lang
     if style == "mixed":
@@ -133,8 +153,9 @@ def compose(rng: random.Random, label: str, lang: str) -> dict[str, str]:
 
 
 def generate(per_category: int = 320, seed: int = 0) -> list[dict[str, str]]:
-    """The corpus: ``per_category`` harmful prompts per category and language, and as many
-    benign ones per language as harmful ones, without duplicate texts."""
+    """The corpus: ``per_category`` harmful prompts per category and language, as many
+    benign ones per language as harmful ones, and ``2 * per_category`` benign twins of the
+    harmful templates per language, without duplicate texts."""
     rng = random.Random(seed)
     rows: list[dict[str, str]] = []
     seen: set[str] = set()
@@ -151,6 +172,13 @@ def generate(per_category: int = 320, seed: int = 0) -> list[dict[str, str]]:
                     seen.add(row["text"])
                     rows.append(row)
                     made += 1
+    twins = random.Random(seed + 1)  # a second stream: adding twins leaves the rest unchanged
+    for lang in LANGS:
+        for _ in range(per_category * 2):
+            row = compose(twins, BENIGN, lang, _twin(twins, lang))
+            if row["text"] not in seen:
+                seen.add(row["text"])
+                rows.append(row)
     return rows
 
 
