@@ -10,6 +10,7 @@ import threading
 import time
 from dataclasses import replace
 
+import httpx
 import numpy as np
 import openai
 import pytest
@@ -20,13 +21,22 @@ from tenku.pipelines.pipeline import GeneratedVideo
 from tenku.pipelines.request import GenerationRequest
 from tenku.safety.invisible import detect, payload_from_id
 from tenku.safety.verify import verify_video
-from tenku.serve import JobStore, ServerThread, VideoService, Worker, create_app, free_port
+from tenku.serve import (
+    JobStore,
+    Plan,
+    ServerThread,
+    VideoService,
+    Worker,
+    create_app,
+    free_port,
+)
 from tenku.serve.remote import RemoteQueue
 from tenku.serve.schemas import ApiError
 from tenku.serve.worker import load_generator, write_outputs
 from test_serve_support import PLAN, tiny_model
 
 pytestmark = pytest.mark.filterwarnings("ignore:The Sora API:DeprecationWarning")
+ROOMY = Plan("roomy", 10**6, 3600, 256, 8.0, 10**6)  # no quota in the way of 200 creates
 REQUEST = {"prompt": "a ball", "seconds": 0.5, "width": 64, "height": 64, "steps": 2}
 INFO = {
     "model": "m",
@@ -169,6 +179,125 @@ def test_sigkill_mid_job_loses_nothing(tmp_path):
         for process in (victim, api):
             process.kill()
             process.wait()
+
+
+def all_jobs(store: JobStore, key_id: str) -> list[dict]:
+    """Every job of a key, oldest first (the API's own list, page by page)."""
+    jobs, after, more = [], None, True
+    while more:
+        page, more = store.list(key_id, after=after, limit=100, order="asc")
+        jobs += page
+        after = page[-1]["id"] if page else None
+    return jobs
+
+
+@pytest.mark.slow
+def test_sigkill_of_the_server_during_200_creates_loses_no_acknowledged_job(tmp_path):
+    """`tenku serve --workers 0` is SIGKILLed at 4 random moments while two clients send 200
+    creates, and restarted on the same database each time; then a `tenku worker` drains the
+    queue. Every create that got a 200 is stored and completed exactly once (one attempt, one
+    folder of files); a create cut off by the kill may or may not be there, never twice."""
+    model = tiny_model(tmp_path / "model")
+    data = tmp_path / "data"
+    store = JobStore(data / "tenku.db")
+    store.put_plan(ROOMY)
+    key, token = store.create_key(ROOMY.name)
+    port = free_port()
+    tenku = [sys.executable, "-m", "tenku"]
+    common = ["--data", str(data), "--model", str(model)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    url = f"http://127.0.0.1:{port}"
+    acked: list[str] = []  # ids answered 200
+    cut = [0]  # creates that got no answer (the server died under them)
+    refused: list[str] = []  # any other answer (there must be none)
+    lock = threading.Lock()
+
+    def start() -> subprocess.Popen:
+        server = subprocess.Popen(
+            [*tenku, "serve", "--workers", "0", "--port", str(port), *common],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 60
+        while True:
+            assert server.poll() is None and time.monotonic() < deadline, "no restart"
+            try:
+                if httpx.get(f"{url}/openapi.json", timeout=2).status_code == 200:
+                    return server
+            except httpx.TransportError:
+                time.sleep(0.05)
+
+    def creates(n: int, first_seed: int) -> None:
+        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}) as h:
+            for i in range(n):
+                body = {
+                    "prompt": "a red ball",
+                    "seconds": 0,
+                    "size": "64x64",
+                    "steps": 2,
+                    "seed": first_seed + i,
+                }
+                while True:
+                    try:
+                        response = h.post("/v1/videos", json=body, timeout=30)
+                    except httpx.TransportError:  # died mid-request, or not back yet
+                        if time.monotonic() > deadline:
+                            return
+                        with lock:
+                            cut[0] += 1
+                        time.sleep(0.05)
+                        continue  # the next create goes on once the server is back
+                    with lock:
+                        if response.status_code == 200:
+                            acked.append(response.json()["id"])
+                        else:
+                            refused.append(f"{response.status_code} {response.text}")
+                    break
+
+    rng = np.random.default_rng(16)
+    kills = sorted(rng.choice(np.arange(10, 190), 4, replace=False))  # after this many 200s
+    server = start()
+    deadline = time.monotonic() + 120
+    clients = [threading.Thread(target=creates, args=(100, s), daemon=True) for s in (0, 100)]
+    try:
+        for t in clients:
+            t.start()
+        for at in kills:
+            while len(acked) < at and not refused:
+                assert any(t.is_alive() for t in clients) and time.monotonic() < deadline
+                time.sleep(0.001)
+            time.sleep(rng.uniform(0, 0.05))  # a random moment, most often mid-request
+            os.kill(server.pid, signal.SIGKILL)
+            server.wait()
+            server = start()  # the same --data: the same database
+        for t in clients:
+            t.join(timeout=120)
+        assert not refused and len(acked) == 200 and cut[0] >= 1, (refused[:3], len(acked))
+        worker = subprocess.Popen(
+            [*tenku, "worker", *common, "--poll", "0.05", "--name", "drain"],
+            env=env,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            deadline = time.monotonic() + 240
+            while any(j["status"] != "completed" for j in all_jobs(store, key.id)):
+                assert worker.poll() is None and time.monotonic() < deadline, "not drained"
+                time.sleep(0.2)
+        finally:
+            worker.kill()
+            worker.wait()
+    finally:
+        server.kill()
+        server.wait()
+    jobs = {j["id"]: j for j in all_jobs(store, key.id)}
+    assert set(acked) <= set(jobs) and len(jobs) <= len(acked) + 2 * len(kills)
+    for job in jobs.values():  # completed once: one claim, one attempt's folder, one set of files
+        assert job["attempts"] == 1 and job["lease"] == "drain:1", job
+        assert job["result"] == {"dir": f"videos/{job['id']}/1", "videos": 1}
+        assert [p.name for p in (data / "videos" / job["id"]).iterdir()] == ["1"]
+        files = sorted(p.name for p in (data / job["result"]["dir"]).iterdir())
+        assert files == ["original-0.mkv", "spritesheet-0.jpg", "thumbnail-0.webp", "video-0.mp4"]
 
 
 def test_expired_videos_lose_their_files(tmp_path):
