@@ -88,6 +88,8 @@ BIG = 100 * 2**20
         ({"prompt": "a ball", "seconds": 121}, "seconds"),
         ({"prompt": "a ball", "seconds": -1}, "seconds"),
         ({"prompt": "a ball", "seconds": "four"}, "seconds"),
+        ({"prompt": "a ball", "seconds": False}, "seconds"),  # not 0 (schemathesis found it)
+        ({"prompt": "a ball", "keyframes": [{"at": True, "image_url": "x"}]}, "keyframes[0].at"),
         ({"prompt": "a ball", "model": "gpt-video"}, "model"),
         ({"prompt": "a ball", "steps": 0}, "steps"),
         ({"prompt": "a ball", "variations": 9}, "variations"),
@@ -106,6 +108,14 @@ def test_bad_bodies_name_the_field(api, body, param):
     if param is not None:
         assert error["param"] == param, error
     assert error["param"] is not None  # every one of these names a field
+
+
+def test_a_form_field_given_twice_is_refused(api):
+    """Not a silent pick of one value (schemathesis sent strength twice and got a video)."""
+    check(api.post("/v1/videos", data={"prompt": "a", "seconds": ["9e99", "1"]}), "seconds")
+    files = {"input_reference": ("a.png", b"x", "image/png")}
+    form = {"prompt": ["a", "b"], "size": "64x64"}
+    check(api.post("/v1/videos", data=form, files=files), "prompt", (400,))
 
 
 def test_text_file_as_image_and_oversized_uploads(api):

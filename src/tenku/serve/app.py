@@ -147,6 +147,8 @@ async def read_body(
             upload = await value.read()
             if not upload:
                 raise ApiError(400, "input_reference: the file is empty", param=name)
+        elif name in fields and not name.endswith("[]"):  # one value per field, never a pick
+            raise ApiError(400, f"{name}: given more than once", param=name)
         else:
             fields[name] = value
     return unflatten(fields), upload

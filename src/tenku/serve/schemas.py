@@ -12,7 +12,7 @@ import json
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 from pydantic_core import PydanticCustomError
 
 MAX_DEPTH = 32  # nesting of objects and lists in a body (the deepest real one is 4)
@@ -38,6 +38,19 @@ def _unicode(text: str) -> str:
 # Every string field of a body: JSON's "\ud800" escape decodes to a lone surrogate, which
 # nothing downstream can encode (the response, the text encoder), so it is refused here.
 Text = Annotated[str, AfterValidator(_unicode)]
+
+
+def _not_bool(value: Any) -> Any:
+    if isinstance(value, bool):
+        raise PydanticCustomError("number_type", "must be a number, not true or false")
+    return value
+
+
+# Every number field of a body: pydantic's lax mode would read JSON's true / false as 1 / 0
+# (schemathesis sent `"seconds": false` and got a video); strings stay accepted, as forms and
+# the `openai` client send numbers ("seconds": "4").
+Number = Annotated[float, BeforeValidator(_not_bool)]
+Integer = Annotated[int, BeforeValidator(_not_bool)]
 
 
 class ApiError(Exception):
@@ -112,15 +125,15 @@ class KeyframeIn(_Body):
 
     video_id: Text | None = Field(None, description="a completed video of yours (a clip span)")
     image_url: Text | None = Field(None, description="an image as a data URL")
-    at: float = Field(0.0, description="seconds from the output's start to the first frame")
-    start: float = Field(0.0, description="clips: seconds into the source where the span starts")
-    end: float | None = Field(None, description="clips: where it ends (null: the clip's end)")
+    at: Number = Field(0.0, description="seconds from the output's start to the first frame")
+    start: Number = Field(0.0, description="clips: seconds into the source where the span starts")
+    end: Number | None = Field(None, description="clips: where it ends (null: the clip's end)")
 
 
 class CardIn(_Body):
     """A storyboard card: from ``at`` seconds on, the video follows ``prompt``."""
 
-    at: float
+    at: Number
     prompt: Text
     image_url: Text | None = Field(None, description="optional image placed at ``at``")
 
@@ -129,24 +142,26 @@ class BlendIn(_Body):
     """Mix the prompt with a second one (and optionally two of your videos) along a curve."""
 
     prompt: Text
-    curve: list[float] = Field([0.0, 1.0], description="weight of the second prompt over time")
+    curve: list[Number] = Field([0.0, 1.0], description="weight of the second prompt over time")
     video_ids: list[Text] = Field([], description="none, or two completed videos of yours")
-    strength: float = Field(0.7, description="how far the mixed videos are re-noised (0-1)")
+    strength: Number = Field(0.7, description="how far the mixed videos are re-noised (0-1)")
 
 
 class TenkuExtras(_Body):
     """tenku's fields beyond OpenAI's; each maps onto a ``GenerationRequest`` field."""
 
-    fps: float | None = Field(None, description="frames per second (default 8)")
-    seed: int | None = Field(None, description="random seed (default: random, recorded)")
-    steps: int | None = Field(None, description="sampler steps (default: the model's)")
-    guidance: float | None = Field(None, description="guidance scale (default: the model's)")
+    fps: Number | None = Field(None, description="frames per second (default 8)")
+    seed: Integer | None = Field(None, description="random seed (default: random, recorded)")
+    steps: Integer | None = Field(None, description="sampler steps (default: the model's)")
+    guidance: Number | None = Field(None, description="guidance scale (default: the model's)")
     sampler: Text | None = Field(None, description="ODE sampler (default: the model's)")
-    variations: int = Field(1, description="videos from seeds seed, seed+1, ... (content ?index=)")
+    variations: Integer = Field(
+        1, description="videos from seeds seed, seed+1, ... (content ?index=)"
+    )
     aspect: Text | None = Field(None, description="1:1, 16:9 or 9:16 with ``resolution``")
-    resolution: int | None = Field(None, description="short side in pixels, with ``aspect``")
+    resolution: Integer | None = Field(None, description="short side in pixels, with ``aspect``")
     loop: bool = Field(False, description="the last frame flows into the first")
-    input_reference_at: float = Field(0.0, description="seconds where input_reference goes")
+    input_reference_at: Number = Field(0.0, description="seconds where input_reference goes")
     keyframes: list[KeyframeIn] = Field([], description="images / clip spans on the timeline")
     cards: list[CardIn] = Field([], description="a storyboard: prompts placed at times")
     blend: BlendIn | None = Field(None, description="a second prompt mixed along a curve")
@@ -171,7 +186,7 @@ class CreateVideoBody(TenkuExtras):
 
     prompt: Text = Field(description="what the video shows", json_schema_extra=PROMPT)
     model: Text | None = Field(None, description="this server's model name, or any sora-* alias")
-    seconds: float | None = Field(None, description="duration in seconds (a number or string)")
+    seconds: Number | None = Field(None, description="duration in seconds (a number or string)")
     size: Text | None = Field(None, description="WIDTHxHEIGHT in pixels, multiples of 16")
     input_reference: ImageRef | None = Field(
         None, description="the first frame: a file (multipart) or {image_url: data URL} (JSON)"
@@ -182,8 +197,8 @@ class RemixBody(_Body):
     """``POST /v1/videos/{id}/remix``: re-make the video in the path under a new prompt."""
 
     prompt: Text = Field(description="what the new video shows", json_schema_extra=PROMPT)
-    strength: float = Field(0.6, description="how far the source is re-noised (0 keeps it)")
-    seed: int | None = None
+    strength: Number = Field(0.6, description="how far the source is re-noised (0 keeps it)")
+    seed: Integer | None = None
 
 
 class EditBody(RemixBody):
@@ -198,14 +213,14 @@ class ExtendBody(_Body):
     """``POST /v1/videos/extensions``: continue a video (or lead into it)."""
 
     prompt: Text = Field(description="what the new part shows", json_schema_extra=PROMPT)
-    seconds: float = Field(gt=0, description="length of the new part in seconds")
+    seconds: Number = Field(gt=0, description="length of the new part in seconds")
     video: VideoRef | None = Field(
         None, description="your video ({id}), or a video file (multipart): one is required"
     )
     direction: Literal["forward", "backward"] = Field(
         "forward", description="forward: continue after the end; backward: lead into the start"
     )
-    seed: int | None = None
+    seed: Integer | None = None
 
 
 def loads(text: str | bytes, param: str) -> Any:
