@@ -89,6 +89,7 @@ BIG = 100 * 2**20
         ({"prompt": "a ball", "seconds": -1}, "seconds"),
         ({"prompt": "a ball", "seconds": "four"}, "seconds"),
         ({"prompt": "a ball", "seconds": False}, "seconds"),  # not 0 (schemathesis found it)
+        ({"prompt": "a ball", "loop": 0}, "loop"),  # not false (schemathesis found it)
         ({"prompt": "a ball", "keyframes": [{"at": True, "image_url": "x"}]}, "keyframes[0].at"),
         ({"prompt": "a ball", "model": "gpt-video"}, "model"),
         ({"prompt": "a ball", "steps": 0}, "steps"),

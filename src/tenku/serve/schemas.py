@@ -53,6 +53,17 @@ Number = Annotated[float, BeforeValidator(_not_bool)]
 Integer = Annotated[int, BeforeValidator(_not_bool)]
 
 
+def _not_number(value: Any) -> Any:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        raise PydanticCustomError("bool_type", "must be true or false, not a number")
+    return value
+
+
+# Every on/off field: JSON's 0 / 1 is not read as false / true (schemathesis sent `"loop": 0`);
+# forms' "true" / "false" stay accepted.
+Flag = Annotated[bool, BeforeValidator(_not_number)]
+
+
 class ApiError(Exception):
     """An error answered in OpenAI's shape: ``{"error": {message, type, param, code}}``."""
 
@@ -160,7 +171,7 @@ class TenkuExtras(_Body):
     )
     aspect: Text | None = Field(None, description="1:1, 16:9 or 9:16 with ``resolution``")
     resolution: Integer | None = Field(None, description="short side in pixels, with ``aspect``")
-    loop: bool = Field(False, description="the last frame flows into the first")
+    loop: Flag = Field(False, description="the last frame flows into the first")
     input_reference_at: Number = Field(0.0, description="seconds where input_reference goes")
     keyframes: list[KeyframeIn] = Field([], description="images / clip spans on the timeline")
     cards: list[CardIn] = Field([], description="a storyboard: prompts placed at times")
