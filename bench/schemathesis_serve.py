@@ -36,6 +36,7 @@ import httpx
 from tenku.serve import JobStore, Plan, free_port
 
 BENCH = Path(__file__).resolve().parent
+BINARY_BUG = "ValueError: Unsupported type: 'Binary'"  # in schemathesis 4.32.5, see run()
 PLAN = Plan("fuzz", 10**6, 3600, 512, 120.0, 10**6)  # quotas far above what a run can spend
 
 
@@ -146,7 +147,11 @@ def run(seconds: int, out: Path, *, seed: int = 19) -> dict:
         "responses": dict(sorted(counts.items())),
         "5xx": counts.get("5xx", 0),
         "failures": {f"{f['code']} {f['title']}": f["count"] for f in report["failures"]},
-        "errors": len(report["errors"]),
+        # schemathesis's own errors: a known one (its negative multipart generator validates a
+        # body holding a file with jsonschema-rs, which raises "Unsupported type: 'Binary'",
+        # about once in 10,000 cases) is counted apart from any other (a dropped connection)
+        "errors": sum(e["count"] for e in report["errors"]) - st.stdout.count(BINARY_BUG),
+        "schemathesis_binary_bug": st.stdout.count(BINARY_BUG),
         "server_exceptions": log_path.read_text().count("Traceback (most recent call last)"),
         "stop_reason": report["stop_reason"],
     }
