@@ -152,3 +152,29 @@ def test_corpus_is_seeded_and_varied():
     assert any(r["style"].endswith("+description") for r in rows)
     assert {r["split"] for r in rows} == {"train", "val"}
     assert len({r["text"] for r in rows}) == len(rows)
+
+
+README_PROMPTS = [
+    "a red ball bounces on a white background",
+    "a blue square moves from left to right",
+    "two green triangles on a black background",
+    "a yellow star falls",
+]
+
+
+@pytest.mark.parametrize("text", README_PROMPTS)
+def test_readme_prompts_are_allowed(moderator, text):
+    decision = moderator.check(text)
+    assert decision.allowed, (text, decision.category, decision.reason)
+
+
+def test_fresh_world_captions_are_allowed(moderator):
+    """The product's own prompts: captions of sandbox-world scenes drawn with a seed the
+    classifier was not trained on (both caption splits) are never refused."""
+    from tenku.safety.corpus import WORLD_SEED, world_captions
+
+    seed = 303
+    assert seed != WORLD_SEED
+    texts = world_captions(500, seed)
+    refused = [(t, d.category, d.reason) for t in texts if not (d := moderator.check(t)).allowed]
+    assert refused == [], f"{len(refused)} of {len(texts)} refused: {refused[:5]}"

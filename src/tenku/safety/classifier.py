@@ -250,11 +250,11 @@ def build(
     from sklearn.linear_model import LogisticRegression
 
     from tenku.models.text import default_text_encoder
-    from tenku.safety.corpus import HARMFUL, generate
+    from tenku.safety.corpus import HARMFUL, generate, world_rows
 
     torch.set_num_threads(max(torch.get_num_threads(), 1))
     start = time.time()
-    rows = generate(per_category, seed) + extra_rows()
+    rows = generate(per_category, seed) + world_rows() + extra_rows()
     cfg = ClassifierConfig(categories=HARMFUL, **options)
     texts = [normalize(r["text"]).text for r in rows]
     encoder = default_text_encoder()

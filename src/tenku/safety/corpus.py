@@ -182,6 +182,68 @@ def generate(per_category: int = 320, seed: int = 0) -> list[dict[str, str]]:
     return rows
 
 
+WORLD_SEED = 101  # the world captions' stream; tests and checks draw with other seeds
+
+
+def world_captions(count: int, seed: int = WORLD_SEED) -> list[str]:
+    """``count`` captions of sandbox-world scenes (:mod:`tenku.world`) in both caption splits
+    (``train`` and ``paraphrase``), over varied canvas sizes, clip lengths, counting and
+    pillar scenes, held-out combinations included: the product's own prompts."""
+    import numpy as np
+
+    from tenku.world.captions import captions
+    from tenku.world.sample import SamplerConfig, sample_scene
+
+    rng = np.random.default_rng(seed)
+    sizes = ((64, 64), (128, 128), (224, 128), (128, 224), (256, 256), (96, 64))
+    out: list[str] = []
+    i = 0
+    while len(out) < count:
+        width, height = sizes[i % len(sizes)]
+        cfg = SamplerConfig(
+            width=width,
+            height=height,
+            frames=(17, 33)[i % 3 == 0],
+            counting_prob=(0.15, 0.6)[i % 4 == 0],
+            pillar_prob=(0.25, 0.6)[i % 5 == 0],
+            exclude_holdout=i % 2 == 0,
+        )
+        spec = sample_scene(rng, cfg)
+        for split in ("train", "paraphrase"):
+            out += captions(spec, rng, 1, split)
+        i += 1
+    return out[:count]
+
+
+def _shape_prompt(rng: random.Random, lang: str) -> str:
+    parts = P.SHAPE_PARTS[lang]
+    pick = rng.choice
+    if lang == "en":
+        words = [pick(parts["count"]), pick(parts["colour"]), pick(parts["shape"])]
+    else:
+        words = [pick(parts["count"]), pick(parts["shape"]), pick(parts["colour"])]
+    words += [pick(parts["place"]), pick(parts["motion"]), pick(parts["background"])]
+    return " ".join(w for w in words if w)
+
+
+def world_rows(count: int = 4000, shapes: int = 1500, seed: int = WORLD_SEED) -> list[dict]:
+    """Benign rows in the product's own language: ``count`` sandbox-world captions (English)
+    and ``shapes`` short prompts about simple shapes, colours and backgrounds per language.
+    About a fifth go to validation (by hash of the text), so thresholds see them too."""
+    rng = random.Random(seed)
+    rows = [("en", t, "world") for t in world_captions(count, seed)]
+    rows += [(lang, _shape_prompt(rng, lang), "shapes") for lang in LANGS for _ in range(shapes)]
+    out, seen = [], set()
+    for lang, text, style in rows:
+        if text in seen:
+            continue
+        seen.add(text)
+        split = "val" if is_val(f"{BENIGN}:{text}") else "train"
+        row = {"text": text, "lang": lang, "label": BENIGN, "style": style, "core": style}
+        out.append({**row, "split": split})
+    return out
+
+
 def iter_jsonl(path: Path) -> Iterator[dict[str, str]]:
     """Rows of a JSON-lines file."""
     with path.open(encoding="utf-8") as f:

@@ -1114,3 +1114,61 @@ SAFE_SCENES = {
         "une chorale qui chante dans une eglise",
     ],
 }
+
+# ---- the product's own language: simple shapes, colours, objects and backgrounds ----------
+# Benign video prompts like the README's and the sandbox world's ("a red ball bounces on a
+# white background"); :func:`tenku.safety.corpus.shape_rows` combines them.
+
+# fmt: off
+SHAPE_PARTS = {
+    "en": {
+        "count": ["a", "one", "a small", "a big", "a large", "a tiny", "two", "three", "four"],
+        "colour": [
+            "red", "blue", "green", "yellow", "orange", "purple", "pink", "white", "black",
+            "gray", "aqua", "cyan", "magenta", "brown", "teal", "violet", "lime", "navy",
+        ],
+        "shape": [
+            "ball", "square", "triangle", "star", "circle", "box", "cube", "sphere", "cone",
+            "cylinder", "ring", "heart", "diamond", "hexagon", "balloon", "block", "disc",
+            "rectangle", "dot", "pyramid", "cup", "kite", "leaf", "toy car", "marble",
+        ],
+        "motion": [
+            "bounces", "falls", "rolls", "spins", "shrinks", "grows", "floats up", "slides down",
+            "moves from left to right", "moves from right to left", "rotates slowly", "drops",
+            "drifts across the screen", "bounces against the floor", "hits the wall and bounces",
+            "bumps into another one", "passes behind a pillar", "stays still", "jumps",
+            "zooms in", "fades out", "wobbles", "swings", "glides", "moves up and down",
+            "collides with a box", "falls and bounces", "shakes", "pops", "breaks into pieces",
+        ],
+        "background": [
+            "on a white background", "on a black background", "against a white backdrop",
+            "on a gray background", "against a blue sky", "on a green field", "at night",
+            "on a checkered floor", "on a wooden table", "in an empty room", "on a grid",
+            "on a dark background", "against a plain backdrop", "on a pastel background", "",
+        ],
+        "place": ["", "", "on the left", "on the right", "in the middle", "at the top"],
+    },
+    "fr": {
+        "count": ["une", "un", "une petite", "une grande", "deux", "trois", "quatre"],
+        "colour": [
+            "rouge", "bleue", "verte", "jaune", "orange", "violette", "rose", "blanche",
+            "noire", "grise", "turquoise", "cyan", "marron",
+        ],
+        "shape": [
+            "balle", "étoile", "boule", "sphère", "boîte", "forme", "bille", "pyramide",
+            "tasse", "feuille", "bulle", "brique",
+        ],
+        "motion": [
+            "rebondit", "tombe", "roule", "tourne", "rétrécit", "grandit", "monte",
+            "glisse", "va de gauche à droite", "va de droite à gauche", "tourne lentement",
+            "flotte", "traverse l'écran", "rebondit contre le sol", "heurte le mur",
+            "passe derrière un pilier", "reste immobile", "saute", "disparaît", "se brise",
+        ],
+        "background": [
+            "sur un fond blanc", "sur un fond noir", "sur fond gris", "devant un ciel bleu",
+            "sur une table", "dans une pièce vide", "sur un fond sombre", "la nuit", "",
+        ],
+        "place": ["", "", "à gauche", "à droite", "au milieu", "en haut"],
+    },
+}
+# fmt: on
