@@ -252,6 +252,8 @@ def test_ensure_allowed_names_field_and_category():
 
 
 def test_exemplars_are_cached(moderator, tmp_path):
+    moderator._encode(["load the encoder"])  # the module's earlier checks may not have: cached
+
     class Counting:
         name, dim, max_length = moderator._encoder.name, 384, 128
         calls = 0

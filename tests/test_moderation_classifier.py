@@ -19,10 +19,12 @@ from tenku.safety.policy import load_policy
 
 @pytest.fixture(scope="module")
 def moderator() -> Moderator:
+    """The moderator with the trained classifier turned on (the shipped policy leaves it off:
+    see docs/moderation.md for the measured trade-off)."""
     import torch
 
     torch.set_num_threads(1)
-    return Moderator(load_policy()).load()
+    return Moderator(dataclasses.replace(load_policy(), classifier=True)).load()
 
 
 def classify(moderator: Moderator, text: str) -> str | None:
@@ -131,9 +133,9 @@ def test_long_benign_preamble_does_not_hide_a_request(moderator):
     assert moderator.check(preamble + "a cat asleep on a windowsill").allowed
 
 
-def test_policy_can_turn_the_classifier_off(moderator):
-    policy = dataclasses.replace(moderator.policy, classifier=False)
-    off = Moderator(policy, encoder=moderator._encoder, cache_dir=moderator.cache_dir)
+def test_the_shipped_policy_leaves_the_classifier_off_and_a_policy_turns_it_on(moderator):
+    assert load_policy().classifier is False
+    off = Moderator(load_policy(), encoder=moderator._encoder, cache_dir=moderator.cache_dir)
     assert off._trained() is None
     text = "someone planning to unalive themselves tonight"
     assert not moderator.check(text).allowed
@@ -162,13 +164,20 @@ README_PROMPTS = [
 ]
 
 
+@pytest.fixture(scope="module")
+def shipped_moderator(moderator) -> Moderator:
+    """The moderator as shipped: rules and exemplars, no classifier."""
+    return Moderator(load_policy(), encoder=moderator._encoder, cache_dir=moderator.cache_dir)
+
+
 @pytest.mark.parametrize("text", README_PROMPTS)
-def test_readme_prompts_are_allowed(moderator, text):
-    decision = moderator.check(text)
-    assert decision.allowed, (text, decision.category, decision.reason)
+def test_readme_prompts_are_allowed(moderator, shipped_moderator, text):
+    for m in (moderator, shipped_moderator):
+        decision = m.check(text)
+        assert decision.allowed, (text, decision.category, decision.reason)
 
 
-def test_fresh_world_captions_are_allowed(moderator):
+def test_fresh_world_captions_are_allowed(moderator, shipped_moderator):
     """The product's own prompts: captions of sandbox-world scenes drawn with a seed the
     classifier was not trained on (both caption splits) are never refused."""
     from tenku.safety.corpus import WORLD_SEED, world_captions
@@ -176,5 +185,6 @@ def test_fresh_world_captions_are_allowed(moderator):
     seed = 303
     assert seed != WORLD_SEED
     texts = world_captions(500, seed)
-    refused = [(t, d.category, d.reason) for t in texts if not (d := moderator.check(t)).allowed]
-    assert refused == [], f"{len(refused)} of {len(texts)} refused: {refused[:5]}"
+    for m in (moderator, shipped_moderator):
+        refused = [(t, d.category, d.reason) for t in texts if not (d := m.check(t)).allowed]
+        assert refused == [], f"{len(refused)} of {len(texts)} refused: {refused[:5]}"
