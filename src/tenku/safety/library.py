@@ -25,7 +25,6 @@ its marks will show. Deleting the folder loses nothing but this.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import dataclass
@@ -35,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from tenku.io import atomic_path, read_video, write_image
+from tenku.io.files import file_sha256
 from tenku.safety.keys import tenku_home
 
 INDEX_SUFFIX = ".json"
@@ -52,15 +52,6 @@ class Lookup:
     path: Path  # the file looked up
     original: Path | None  # its clean original, when the file is one tenku wrote, unchanged
     marked: bool  # whether it carries tenku's marks (a C2PA manifest or the watermark)
-
-
-def file_sha256(path: str | os.PathLike[str]) -> str:
-    """SHA-256 of a file's bytes, in hex."""
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def keep_original(

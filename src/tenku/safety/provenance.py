@@ -24,6 +24,7 @@ import c2pa
 
 from tenku import __version__
 from tenku.io import atomic_path
+from tenku.io.files import file_sha256
 from tenku.safety.keys import SigningIdentity, load_identity, local_trust_anchors
 
 CLAIM_GENERATOR = "tenku"
@@ -110,15 +111,6 @@ class ManifestReport:
 def prompt_sha256(prompt: str) -> str:
     """Hex SHA-256 of the UTF-8 ``prompt``: the manifest records this, never the prompt."""
     return hashlib.sha256(prompt.encode()).hexdigest()
-
-
-def file_sha256(path: str | os.PathLike[str]) -> str:
-    """Hex SHA-256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def manifest_definition(info: Provenance, title: str) -> dict[str, Any]:
